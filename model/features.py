@@ -1,0 +1,256 @@
+"""Feature vectors: ONE definition, used by training rows and by serving candidates alike.
+
+A candidate is (customer state, channel, send slot, message). Its feature vector is the concatenation of
+four groups, each computed once per distinct value it depends on:
+
+    customer  (depends on the aggregate, the profile and `now`)   -> shared by every candidate
+    channel   (depends on the aggregate and the candidate channel) -> one per channel
+    slot      (depends on the send instant and the customer's time zone) -> one per send slot
+    message   (the message code)                                   -> one per message
+
+Training builds one row per send from the same four functions; serving broadcasts the groups over the
+candidate grid, so the two can never drift apart.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+from model.aggregate import (
+    BOUNCED,
+    CLICKED,
+    CONVERTED,
+    DAY,
+    ENGAGEMENT,
+    OPENED,
+    SENT,
+    VISITED,
+    Aggregate,
+)
+from model.settings import AttributeSpec
+
+NEVER = 9999.0  # "days since" for something that never happened (LightGBM sees a plain number)
+UNKNOWN = -1.0  # categorical code for a value outside the known levels (LightGBM: missing)
+
+CUSTOMER_FEATURES: tuple[str, ...] = (
+    "sent_total",
+    "opened_total",
+    "clicked_total",
+    "visited_total",
+    "converted_total",
+    "value_total",
+    "conversion_rate",
+    "engagement_rate",
+    "days_since_first",
+    "days_since_engaged",
+    "days_since_converted",
+    "sends_7d",
+    "opted_out_channels",
+)
+CHANNEL_FEATURES: tuple[str, ...] = (
+    "channel",
+    "ch_sent",
+    "ch_open_rate",
+    "ch_click_rate",
+    "ch_conversion_rate",
+    "ch_engagement_share",
+    "ch_days_since_engaged",
+    "ch_days_since_sent",
+    "ch_sends_1d",
+    "ch_sends_7d",
+    "ch_bounced",
+)
+SLOT_FEATURES: tuple[str, ...] = ("local_hour", "local_dow", "hour_engagement_share", "dow_engagement_share")
+MESSAGE_FEATURES: tuple[str, ...] = ("message",)
+CATEGORICAL_BASE: tuple[str, ...] = ("channel", "message")
+
+# Plain words for the reasons a recommendation gives.
+DESCRIPTIONS: dict[str, str] = {
+    "sent_total": "how many messages the customer has received",
+    "opened_total": "how often the customer opens",
+    "clicked_total": "how often the customer clicks",
+    "visited_total": "how often the customer visits",
+    "converted_total": "the customer's past conversions",
+    "value_total": "the customer's past revenue",
+    "conversion_rate": "the customer's conversion rate",
+    "engagement_rate": "the customer's engagement rate",
+    "days_since_first": "how long we have known the customer",
+    "days_since_engaged": "time since the customer last engaged",
+    "days_since_converted": "time since the customer last converted",
+    "sends_7d": "contacts in the last 7 days (fatigue)",
+    "opted_out_channels": "channels the customer opted out of",
+    "channel": "the channel itself",
+    "ch_sent": "messages already sent on this channel",
+    "ch_open_rate": "open rate on this channel",
+    "ch_click_rate": "click rate on this channel",
+    "ch_conversion_rate": "conversion rate on this channel",
+    "ch_engagement_share": "share of the customer's engagement on this channel",
+    "ch_days_since_engaged": "time since the customer last engaged on this channel",
+    "ch_days_since_sent": "time since the last send on this channel",
+    "ch_sends_1d": "sends on this channel in the last day",
+    "ch_sends_7d": "sends on this channel in the last 7 days",
+    "ch_bounced": "bounces on this channel",
+    "local_hour": "the local hour of the send",
+    "local_dow": "the local day of the week of the send",
+    "hour_engagement_share": "how much the customer engages at this hour",
+    "dow_engagement_share": "how much the customer engages on this weekday",
+    "message": "the message itself",
+}
+
+
+@dataclass(frozen=True)
+class FeatureLayout:
+    """Feature names in model order, the categorical ones, and the levels of categorical attributes."""
+
+    attributes: tuple[AttributeSpec, ...]
+
+    @property
+    def attribute_names(self) -> tuple[str, ...]:
+        return tuple(f"attr_{a.name}" for a in self.attributes)
+
+    @property
+    def customer(self) -> tuple[str, ...]:
+        return CUSTOMER_FEATURES + self.attribute_names
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return self.customer + CHANNEL_FEATURES + SLOT_FEATURES + MESSAGE_FEATURES
+
+    @property
+    def categorical(self) -> tuple[str, ...]:
+        cats = tuple(f"attr_{a.name}" for a in self.attributes if a.kind == "categorical")
+        return cats + CATEGORICAL_BASE
+
+    def describe(self, name: str) -> str:
+        if name.startswith("attr_"):
+            return f"the customer's {name[5:].replace('_', ' ')}"
+        return DESCRIPTIONS.get(name, name)
+
+
+def _days(now: float, ts: float) -> float:
+    return (now - ts) / DAY if ts > 0.0 else NEVER
+
+
+def _rate(num: float, den: float, prior: float = 0.05, strength: float = 2.0) -> float:
+    """Smoothed rate: shrinks towards `prior` when there is little evidence."""
+    return (num + prior * strength) / (den + strength)
+
+
+def encode_level(value: object, levels: Sequence[str]) -> float:
+    try:
+        return float(levels.index(str(value)))
+    except ValueError:
+        return UNKNOWN
+
+
+def customer_features(
+    agg: Aggregate, attributes: Mapping[str, str | float], layout: FeatureLayout, now: float
+) -> list[float]:
+    """Customer-level features at instant `now` (epoch seconds)."""
+    counts = agg.counts
+    sent = sum(c[SENT] for c in counts)
+    opened = sum(c[OPENED] for c in counts)
+    clicked = sum(c[CLICKED] for c in counts)
+    visited = sum(c[VISITED] for c in counts)
+    converted = sum(c[CONVERTED] for c in counts)
+    engaged = opened + clicked + visited + converted
+    last_engaged = max((max(row[e] for e in ENGAGEMENT) for row in agg.last), default=0.0)
+    last_converted = max((row[CONVERTED] for row in agg.last), default=0.0)
+    week = now - 7 * DAY
+    sends_7d = sum(1 for sends in agg.recent_sends for t in sends if week <= t <= now)
+    opted_out = sum(1 for i in range(len(counts)) if agg.opted_out(i))
+    out = [
+        float(sent),
+        float(opened),
+        float(clicked),
+        float(visited),
+        float(converted),
+        sum(agg.value),
+        _rate(converted, sent, 0.01),
+        _rate(engaged, sent, 0.1),
+        _days(now, agg.first_ts),
+        _days(now, last_engaged),
+        _days(now, last_converted),
+        float(sends_7d),
+        float(opted_out),
+    ]
+    for spec in layout.attributes:
+        raw = attributes.get(spec.name)
+        if spec.kind == "numeric":
+            out.append(float(raw) if isinstance(raw, int | float) and math.isfinite(raw) else math.nan)
+        else:
+            out.append(encode_level(raw, spec.levels) if raw is not None else UNKNOWN)
+    return out
+
+
+def channel_features(agg: Aggregate, channel: int, now: float) -> list[float]:
+    """Features of candidate channel `channel` (catalogue index) for this customer at `now`."""
+    row = agg.counts[channel]
+    last = agg.last[channel]
+    sent = row[SENT]
+    engaged = row[OPENED] + row[CLICKED] + row[VISITED] + row[CONVERTED]
+    total_engaged = sum(c[OPENED] + c[CLICKED] + c[VISITED] + c[CONVERTED] for c in agg.counts)
+    sends = agg.recent_sends[channel]
+    day, week = now - DAY, now - 7 * DAY
+    return [
+        float(channel),
+        float(sent),
+        _rate(row[OPENED], sent, 0.2),
+        _rate(row[CLICKED], sent, 0.05),
+        _rate(row[CONVERTED], sent, 0.01),
+        _rate(engaged, total_engaged, 1.0 / len(agg.counts)),
+        _days(now, max(last[OPENED], last[CLICKED], last[VISITED], last[CONVERTED])),
+        _days(now, last[SENT]),
+        float(sum(1 for t in sends if day <= t <= now)),
+        float(sum(1 for t in sends if week <= t <= now)),
+        float(row[BOUNCED]),
+    ]
+
+
+def local_time(send_ts: float, zone: ZoneInfo) -> datetime:
+    return datetime.fromtimestamp(send_ts, UTC).astimezone(zone)
+
+
+def slot_features(agg: Aggregate, send_ts: float, zone: ZoneInfo) -> list[float]:
+    """Features of sending at instant `send_ts` to a customer living in `zone` (DST-aware)."""
+    local = local_time(send_ts, zone)
+    how = agg.how
+    total = sum(how)
+    utc_hour = int(send_ts // 3600)
+    hour_of_day = utc_hour % 24
+    hour_bin = sum(how[d * 24 + hour_of_day] for d in range(7))
+    dow = (utc_hour // 24 + 3) % 7  # UTC weekday, Monday = 0
+    dow_bin = sum(how[dow * 24 : dow * 24 + 24])
+    return [
+        float(local.hour),
+        float(local.weekday()),
+        _rate(hour_bin, total, 1 / 24, 4.0),
+        _rate(dow_bin, total, 1 / 7, 4.0),
+    ]
+
+
+def message_features(message_id: str | None, levels: Sequence[str]) -> list[float]:
+    return [encode_level(message_id, levels) if message_id is not None else UNKNOWN]
+
+
+def row(
+    agg: Aggregate,
+    attributes: Mapping[str, str | float],
+    layout: FeatureLayout,
+    channel: int,
+    send_ts: float,
+    zone: ZoneInfo,
+    message_id: str | None,
+    message_levels: Sequence[str],
+) -> list[float]:
+    """One full feature row (the training path; serving broadcasts the same groups)."""
+    return (
+        customer_features(agg, attributes, layout, send_ts)
+        + channel_features(agg, channel, send_ts)
+        + slot_features(agg, send_ts, zone)
+        + message_features(message_id, message_levels)
+    )

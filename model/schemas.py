@@ -1,0 +1,172 @@
+"""Pydantic models of the domain: what crosses every boundary (HTTP, SQS, DynamoDB, files)."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, time, timedelta
+from enum import StrEnum
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+from model.channels import catalogue
+from model.settings import get_settings
+
+Id = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@+\-]+$")]
+AttrKey = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
+AttrValue = Annotated[str, StringConstraints(max_length=256)] | float | int | bool
+
+MAX_FUTURE_SKEW = timedelta(days=1)
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+class EventType(StrEnum):
+    sent = "sent"
+    delivered = "delivered"
+    opened = "opened"
+    clicked = "clicked"
+    visited = "visited"
+    converted = "converted"
+    bounced = "bounced"
+    complained = "complained"
+    unsubscribed = "unsubscribed"
+    subscribed = "subscribed"
+
+
+EVENT_TYPES: tuple[str, ...] = tuple(e.value for e in EventType)
+EVENT_INDEX: dict[str, int] = {name: i for i, name in enumerate(EVENT_TYPES)}
+
+
+def _check_channel(value: str) -> str:
+    catalogue().code(value)  # raises ValueError with the list of known channels
+    return value
+
+
+def _aware_utc(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("timestamp must include a timezone offset, e.g. 2026-11-23T09:30:00Z")
+    return value.astimezone(UTC)
+
+
+class Touchpoint(BaseModel):
+    """One customer touchpoint sent by a marketing system (ESP, SMS gateway, tracker, store)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    event_id: Id = Field(description="Client-supplied idempotency key: the same id twice stores one item.")
+    customer_id: Id
+    channel: str = Field(max_length=32)
+    event_type: EventType
+    occurred_at: datetime = Field(description="ISO-8601 with a timezone offset; naive timestamps are rejected.")
+    campaign_id: Id | None = None
+    message_id: Id | None = None
+    decision_id: Id | None = Field(default=None, description="The recommendation that chose this send.")
+    value: float = Field(default=0.0, ge=0, le=1e9, description="Revenue of a conversion (>= 0).")
+    attributes: dict[AttrKey, AttrValue] = Field(default_factory=dict, max_length=20)
+
+    _channel = field_validator("channel")(_check_channel)
+
+    @field_validator("occurred_at", mode="after")
+    @classmethod
+    def _occurred_at(cls, value: datetime) -> datetime:
+        value = _aware_utc(value)
+        if value < EARLIEST:
+            raise ValueError("occurred_at is before 2000-01-01")
+        if value > datetime.now(UTC) + MAX_FUTURE_SKEW:
+            raise ValueError("occurred_at is more than one day in the future")
+        return value
+
+    @field_validator("value")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("value must be a finite number")
+        return value
+
+
+class QuietHours(BaseModel):
+    """A daily window in the customer's local time during which nobody is contacted (may wrap midnight)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start: time
+    end: time
+
+    def contains(self, local: time) -> bool:
+        local = local.replace(tzinfo=None)
+        if self.start == self.end:
+            return False
+        if self.start < self.end:
+            return self.start <= local < self.end
+        return local >= self.start or local < self.end
+
+    def label(self) -> str:
+        return f"{self.start:%H:%M}-{self.end:%H:%M}"
+
+
+def default_quiet_hours() -> QuietHours:
+    s = get_settings()
+    return QuietHours(start=time.fromisoformat(s.default_quiet_start), end=time.fromisoformat(s.default_quiet_end))
+
+
+class Profile(BaseModel):
+    """What the marketer declares about a customer: time zone, consent, quiet hours, attributes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    timezone: str = Field(default="UTC", max_length=64, description="IANA time zone, e.g. Europe/Paris.")
+    consent: dict[str, bool] = Field(default_factory=dict, description="Per-channel consent.")
+    quiet_hours: QuietHours | None = Field(default=None, description="Defaults to the configured window.")
+    attributes: dict[str, str | float] = Field(default_factory=dict, max_length=64)
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r}") from None
+        return value
+
+    @field_validator("consent")
+    @classmethod
+    def _consent_channels(cls, value: dict[str, bool]) -> dict[str, bool]:
+        for name in value:
+            _check_channel(name)
+        return value
+
+    @model_validator(mode="after")
+    def _declared_attributes(self) -> Profile:
+        specs = {a.name: a for a in get_settings().profile_attributes}
+        for name, val in self.attributes.items():
+            spec = specs.get(name)
+            if spec is None:
+                raise ValueError(f"attribute {name!r} is not declared; declared: {', '.join(specs) or 'none'}")
+            if spec.kind == "numeric":
+                if isinstance(val, bool) or not isinstance(val, int | float) or not math.isfinite(val):
+                    raise ValueError(f"attribute {name!r} must be a finite number")
+            elif not isinstance(val, str):
+                raise ValueError(f"attribute {name!r} must be a string (one of {spec.levels})")
+        return self
+
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def quiet(self) -> QuietHours:
+        return self.quiet_hours or default_quiet_hours()
+
+    def has_consent(self, channel: str) -> bool:
+        """Explicit consent wins; otherwise channels that need an opt-in are closed, the rest open."""
+        if channel in self.consent:
+            return self.consent[channel]
+        return channel not in get_settings().consent_required
+
+
+def error_list(errors: list[Any]) -> list[dict[str, str]]:
+    """Pydantic errors as ``{"field": "a.b", "reason": "..."}`` for client-facing responses."""
+    out = []
+    for err in errors:
+        loc = ".".join(str(p) for p in err.get("loc", ())) or "(body)"
+        out.append({"field": loc, "reason": str(err.get("msg", "invalid"))})
+    return out

@@ -1,0 +1,64 @@
+"""Shared fixtures: moto in-process (`mocked_aws`) and moto's real HTTP server on 127.0.0.1 (`local_endpoint`)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from moto import mock_aws
+from moto.server import ThreadedMotoServer
+
+from model import aws
+from model.settings import get_settings
+from model.table import ensure_table
+from nbc.local import FAKE_CREDENTIALS, free_port
+
+for _key, _value in FAKE_CREDENTIALS.items():
+    os.environ[_key] = _value
+os.environ.pop("NBC_AWS_ENDPOINT_URL", None)
+os.environ.pop("NBC_API_KEY", None)
+
+
+def _reset() -> None:
+    get_settings.cache_clear()
+    aws.reset_clients()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> Iterator[None]:
+    """Every test gets its own table name and model store, and settings re-read from the environment."""
+    monkeypatch.setenv("NBC_TABLE_NAME", f"nbc-{uuid.uuid4().hex[:8]}")
+    monkeypatch.setenv("NBC_MODEL_STORE", str(tmp_path) + "/models")
+    _reset()
+    yield
+    _reset()
+
+
+@pytest.fixture
+def mocked_aws() -> Iterator[None]:
+    """In-process moto (unit tests), with the table created."""
+    with mock_aws():
+        _reset()
+        ensure_table()
+        yield
+    _reset()
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def local_endpoint(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """moto's server over real HTTP (integration tests), with a fresh table for this test."""
+    monkeypatch.setenv("NBC_AWS_ENDPOINT_URL", moto_server)
+    _reset()
+    ensure_table()
+    return moto_server
