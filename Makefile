@@ -3,12 +3,13 @@
 SHELL := /bin/bash
 export UV_PYTHON_DOWNLOADS := never
 export AWS_DEFAULT_REGION ?= us-east-1
+export SAM_CLI_TELEMETRY := 0
 PYTHON ?= python3
 UV := $(PYTHON) -m uv
 RUN := $(UV) run --frozen
 SAM := $(UV) tool run --from aws-sam-cli==1.170.0 sam
 
-.PHONY: setup test lint typecheck unit validate demo serve bench build clean
+.PHONY: setup test lint typecheck unit validate demo serve bench build openapi clean
 
 setup:
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
@@ -40,8 +41,32 @@ bench: setup
 	$(RUN) python bench/train.py
 	$(RUN) python bench/score.py
 
+# Builds in the source tree (no copy of the repository per function); needs make and uv, not Docker.
 build: setup
-	$(SAM) build --template template.yaml
+	$(SAM) build --template template.yaml --build-in-source
+
+# The published OpenAPI schema of the whole HTTP API (a test holds the committed file equal to the code).
+openapi: setup
+	$(RUN) nbc openapi --out docs/openapi.json
+
+# Lambda artifacts: `sam build` (BuildMethod: makefile) runs `make build-<LogicalId>` with ARTIFACTS_DIR set.
+# One script does the work; each target names its function folder and the packages it can do without.
+# LAMBDA_ARCH / LAMBDA_PYTHON select the target platform (tests build for the host with x86_64).
+export LAMBDA_ARCH ?= arm64
+export LAMBDA_PYTHON ?= 3.12
+BUILD_FUNCTION := $(dir $(abspath $(lastword $(MAKEFILE_LIST))))scripts/build_function.sh
+
+build-IngestFunction:
+	$(BUILD_FUNCTION) ingest "$(ARTIFACTS_DIR)"
+
+build-IngestQueueFunction:
+	$(BUILD_FUNCTION) ingest_queue "$(ARTIFACTS_DIR)" fastapi mangum
+
+build-AggregatorFunction:
+	$(BUILD_FUNCTION) aggregator "$(ARTIFACTS_DIR)" fastapi mangum
+
+build-ScoreFunction:
+	$(BUILD_FUNCTION) score "$(ARTIFACTS_DIR)"
 
 clean:
 	rm -rf .venv .aws-sam .nbc build .pytest_cache .mypy_cache .ruff_cache

@@ -203,12 +203,17 @@ def fold(agg: Aggregate, ev: FoldEvent) -> Aggregate:
 def _prune(agg: Aggregate) -> None:
     """Forget ids older than the window and sends older than the cap window (relative to the newest event)."""
     horizon = agg.last_ts - DEDUPE_WINDOW
-    seen = {k: t for k, t in agg.seen.items() if t >= horizon}
+    seen = agg.seen
+    if seen and min(seen.values()) < horizon:  # rebuild only when something expired (the common case: not)
+        seen = {k: t for k, t in seen.items() if t >= horizon}
     if len(seen) > SEEN_MAX:
         seen = dict(sorted(seen.items(), key=lambda kv: (kv[1], kv[0]))[-SEEN_MAX:])
     agg.seen = seen
     cut = agg.last_ts - CAP_WINDOW
-    agg.recent_sends = [[t for t in sends if t >= cut] for sends in agg.recent_sends]
+    recent = agg.recent_sends
+    for c, sends in enumerate(recent):
+        if sends and sends[0] < cut:  # kept sorted by insort, so only the head can be stale
+            recent[c] = [t for t in sends if t >= cut]
 
 
 def normalise(agg: Aggregate) -> Aggregate:

@@ -8,14 +8,28 @@ from enum import StrEnum
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from model.channels import catalogue
 from model.settings import get_settings
 
 Id = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@+\-]+$")]
 AttrKey = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
-AttrValue = Annotated[str, StringConstraints(max_length=256)] | float | int | bool
+
+
+def _storable(value: float) -> float:
+    """DynamoDB numbers span 1e-130..1e125 with 38 digits: keep attribute numbers well inside."""
+    if value != 0 and not 1e-100 <= abs(value) <= 1e100:
+        raise ValueError("number out of range: use 0 or a magnitude between 1e-100 and 1e100")
+    return value
+
+
+AttrValue = (
+    Annotated[str, StringConstraints(max_length=256)]
+    | Annotated[float, Field(allow_inf_nan=False), AfterValidator(_storable)]
+    | Annotated[int, Field(ge=-(10**18), le=10**18)]
+    | bool
+)
 
 MAX_FUTURE_SKEW = timedelta(days=1)
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
@@ -82,7 +96,7 @@ class Touchpoint(BaseModel):
     def _finite(cls, value: float) -> float:
         if not math.isfinite(value):
             raise ValueError("value must be a finite number")
-        return value
+        return _storable(value)
 
 
 class QuietHours(BaseModel):

@@ -1,0 +1,156 @@
+"""HTTP ingest route group: touchpoints, customer profiles, erasure (FastAPI, on Lambda through Mangum)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import JSONResponse, Response
+from mangum import Mangum
+from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
+from pydantic import BaseModel
+
+from functions.common.http import PROBLEM, create_app, problem
+from functions.common.observability import logger, metrics, pseudonym, tracer
+from model import store
+from model.ingest import MAX_BATCH, IngestResult, ingest
+from model.schemas import Profile, Touchpoint
+
+CustomerId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@+\-]+$")]
+UNAVAILABLE = "the store is busy; nothing of this request was lost, retry it (it is idempotent)"
+
+
+def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """Touchpoint's JSON schema with its $defs inlined, for the hand-declared request body."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return walk(defs[ref.removeprefix("#/$defs/")])
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return dict(walk(schema))
+
+
+_ITEMS = {"type": "array", "minItems": 1, "maxItems": MAX_BATCH, "items": _inline_refs(Touchpoint.model_json_schema())}
+_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "oneOf": [
+                    _ITEMS,
+                    {"type": "object", "required": ["touchpoints"], "properties": {"touchpoints": _ITEMS}},
+                ]
+            }
+        }
+    },
+}
+
+
+class Erased(BaseModel):
+    customer_id: str
+    deleted_items: int
+
+
+router = APIRouter(tags=["ingest"])
+
+
+def _items(body: bytes) -> list[Any] | JSONResponse:
+    """The list of raw items of a request, or the problem response that explains why there is none."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
+        return problem(400, "Bad Request", "request body is not valid JSON")
+    if isinstance(payload, dict) and "touchpoints" in payload:
+        payload = payload["touchpoints"]
+    if not isinstance(payload, list):
+        return problem(
+            422,
+            "Unprocessable Content",
+            'body must be a JSON array of touchpoints or {"touchpoints": [...]}',
+            [{"field": "(body)", "reason": "expected an array of touchpoints"}],
+        )
+    if not 1 <= len(payload) <= MAX_BATCH:
+        return problem(
+            422,
+            "Unprocessable Content",
+            f"a request carries 1 to {MAX_BATCH} touchpoints; this one has {len(payload)}",
+            [{"field": "touchpoints", "reason": f"expected 1..{MAX_BATCH} items, got {len(payload)}"}],
+        )
+    return payload
+
+
+@router.post(
+    "/v1/touchpoints",
+    response_model=IngestResult,
+    openapi_extra={"requestBody": _BODY},
+    responses={207: {"model": IngestResult, "description": "Some items were rejected; the others were stored"}},
+    summary="Ingest 1..500 touchpoints; each item is stored, reported duplicate, or rejected with its errors",
+)
+async def post_touchpoints(request: Request) -> Response:
+    items = _items(await request.body())
+    if isinstance(items, JSONResponse):
+        return items
+    try:
+        result = ingest(items)
+    except store.StoreUnavailableError:
+        logger.warning("store unavailable during ingest", extra={"items": len(items)})
+        return problem(503, "Service Unavailable", UNAVAILABLE)
+    metrics.add_metric(name="TouchpointsStored", unit=MetricUnit.Count, value=result.stored)
+    metrics.add_metric(name="TouchpointsDuplicate", unit=MetricUnit.Count, value=result.duplicates)
+    metrics.add_metric(name="TouchpointsRejected", unit=MetricUnit.Count, value=result.rejected)
+    if result.rejected == result.received:
+        errors = [{"field": f"{r.index}.{e.field}", "reason": e.reason} for r in result.results for e in r.errors]
+        return problem(422, "Unprocessable Content", "every touchpoint of the request was rejected", errors)
+    status = 207 if result.rejected else 200
+    return JSONResponse(result.model_dump(mode="json"), status_code=status)
+
+
+@router.put("/v1/customers/{customer_id}/profile", response_model=Profile, summary="Set a customer's profile")
+def put_profile(customer_id: CustomerId, profile: Profile) -> Profile:
+    store.put_profile(customer_id, profile)
+    metrics.add_metric(name="ProfilesSet", unit=MetricUnit.Count, value=1)
+    logger.info("profile set", extra={"customer": pseudonym(customer_id)})
+    return profile
+
+
+@router.get(
+    "/v1/customers/{customer_id}/profile",
+    response_model=Profile,
+    responses={404: {"description": "No profile for this customer"}},
+    summary="Read a customer's profile",
+)
+def get_profile(customer_id: CustomerId) -> Response:
+    profile = store.get_profile(customer_id)
+    metrics.add_metric(name="ProfilesRead", unit=MetricUnit.Count, value=1)
+    if profile is None:
+        return problem(404, "Not Found", "no profile stored for this customer")
+    return JSONResponse(profile.model_dump(mode="json"))
+
+
+@router.delete("/v1/customers/{customer_id}", response_model=Erased, summary="Erase every item of a customer")
+def delete_customer(customer_id: CustomerId) -> Erased:
+    deleted = store.erase_customer(customer_id)
+    metrics.add_metric(name="CustomersErased", unit=MetricUnit.Count, value=1)
+    logger.info("customer erased", extra={"customer": pseudonym(customer_id), "items": deleted})
+    return Erased(customer_id=customer_id, deleted_items=deleted)
+
+
+app = create_app(router, title="Next-best-channel ingest API")
+_mangum = Mangum(app, lifespan="off", text_mime_types=[*DEFAULT_TEXT_MIME_TYPES, PROBLEM])
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return dict(_mangum(event, context))  # type: ignore[arg-type]  # two LambdaContext protocols, same object

@@ -1,0 +1,71 @@
+"""The decision log: every served decision is stored (PK=C#<customer>, SK=DEC#<decision_id>) with its policy
+and propensity, so that sends quoting its decision_id can be evaluated off-policy by the training pipeline."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from model import aws
+from model.recommend_schemas import RecommendationResponse
+from model.settings import get_settings
+from model.table import PK, SK, TTL, customer_pk, decision_sk
+
+WRITE_CHUNK = 25  # BatchWriteItem limit
+MAX_ATTEMPTS = 8
+
+
+class DecisionLogError(RuntimeError):
+    """DynamoDB left decisions unwritten past the retry budget."""
+
+
+def decision_item(resp: RecommendationResponse, at: datetime | None = None) -> dict[str, Any]:
+    """The DynamoDB item (low-level attribute values) of one decision."""
+    at = (at or datetime.now(UTC)).astimezone(UTC)
+    first = resp.recommendations[0]
+    expires = at + timedelta(days=get_settings().touchpoint_ttl_days)
+    item: dict[str, Any] = {
+        PK: {"S": customer_pk(resp.customer_id)},
+        SK: {"S": decision_sk(resp.decision_id)},
+        "type": {"S": "DEC"},
+        "decision_id": {"S": resp.decision_id},
+        "customer_id": {"S": resp.customer_id},
+        "policy": {"S": resp.policy.value},
+        "propensity": {"N": repr(float(resp.propensity))},
+        "model_version": {"S": resp.model_version} if resp.model_version else {"NULL": True},
+        "channel": {"S": first.channel},
+        "p_convert": {"N": repr(float(first.p_convert))},
+        "expected_value": {"N": repr(float(first.expected_value))},
+        "decided_at": {"S": at.isoformat()},
+        TTL: {"N": str(int(expires.timestamp()))},
+    }
+    if first.send_at is not None:
+        item["send_at"] = {"S": first.send_at.isoformat()}
+    if first.message_id is not None:
+        item["message_id"] = {"S": first.message_id}
+    return item
+
+
+def log_decisions(responses: Sequence[RecommendationResponse], at: datetime | None = None) -> None:
+    """Store decisions: PutItem for one, BatchWriteItem (retrying UnprocessedItems with backoff) for many."""
+    if not responses:
+        return
+    ddb = aws.client("dynamodb")
+    table = get_settings().table_name
+    items = [decision_item(r, at) for r in responses]
+    if len(items) == 1:
+        ddb.put_item(TableName=table, Item=items[0])
+        return
+    for start in range(0, len(items), WRITE_CHUNK):
+        pending: list[dict[str, Any]] = [{"PutRequest": {"Item": it}} for it in items[start : start + WRITE_CHUNK]]
+        for attempt in range(MAX_ATTEMPTS):
+            resp = ddb.batch_write_item(RequestItems={table: pending})
+            pending = resp.get("UnprocessedItems", {}).get(table, [])
+            if not pending:
+                break
+            time.sleep(random.uniform(0, min(2.0, 0.05 * 2**attempt)))  # full jitter
+        else:
+            raise DecisionLogError(f"{len(pending)} decisions left unwritten after {MAX_ATTEMPTS} attempts")

@@ -1,0 +1,212 @@
+"""The serving model: CURRENT from the model store, refreshed on a TTL, never an exception for the caller.
+
+Load order for a version: its compiled scorer (``manifest.files["compiled"]``, an .npz made at promotion) if
+present; else the LightGBM text model, but only where ``lightgbm`` is importable (never in the scoring
+Lambda, whose artifact has no scipy); else nothing. A version that is missing, corrupt or built for other
+features is refused and the last good model stays in service; with no model at all the caller uses the
+transparent heuristic (policy ``fallback``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from model.features import CHANNEL_FEATURES, MESSAGE_FEATURES, SLOT_FEATURES, FeatureLayout
+from model.registry import Manifest, ModelStore
+from model.settings import AttributeSpec, get_settings
+from model.tree_scorer import FloatArray, TreeScorer, grid_rows
+
+COMPILED_KEY = "compiled"
+LIGHTGBM_KEY = "lightgbm"
+DEFAULT_LIGHTGBM_FILE = "model.txt"
+RETRY_SECONDS = 30.0  # a refused version is re-read at most this often
+
+
+class ModelLoadError(Exception):
+    """A model version that cannot serve (missing file, corrupt bytes, incompatible features)."""
+
+
+def layout_for(manifest: Manifest) -> FeatureLayout:
+    """The feature layout the model was trained with: declared attributes, levels as the manifest saved them."""
+    specs = []
+    for spec in get_settings().profile_attributes:
+        levels = manifest.levels.get(f"attr_{spec.name}", manifest.levels.get(spec.name, spec.levels))
+        specs.append(AttributeSpec(name=spec.name, kind=spec.kind, levels=list(levels)))
+    layout = FeatureLayout(tuple(specs))
+    if list(manifest.channels) != list(get_settings().channels):
+        raise ModelLoadError(
+            f"model {manifest.version} was trained on channels {manifest.channels}; the catalogue is now "
+            f"{list(get_settings().channels)} (channel codes would not match)"
+        )
+    if list(layout.names) != list(manifest.features):
+        raise ModelLoadError(
+            f"model {manifest.version} expects features {manifest.features}, this code builds {list(layout.names)}"
+        )
+    return layout
+
+
+def group_widths(layout: FeatureLayout) -> tuple[int, int, int, int]:
+    """Widths of the customer | channel | slot | message feature groups, in model order."""
+    return (len(layout.customer), len(CHANNEL_FEATURES), len(SLOT_FEATURES), len(MESSAGE_FEATURES))
+
+
+@dataclass(frozen=True)
+class GridPrediction:
+    proba: FloatArray  # P(convert) per grid cell
+    explain: Callable[[Sequence[Sequence[int]]], FloatArray]  # cells -> (n, n_features + 1) contributions
+
+
+@dataclass
+class LoadedModel:
+    version: str
+    manifest: Manifest
+    kind: str  # "compiled" | "lightgbm"
+    layout: FeatureLayout
+    scorer: TreeScorer | None = None
+    booster: Any = None
+    loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def message_levels(self) -> list[str]:
+        return list(self.manifest.levels.get("message", []))
+
+    @property
+    def widths(self) -> tuple[int, int, int, int]:
+        return group_widths(self.layout)
+
+    def predict_grid(self, groups: list[npt.NDArray[np.float64]]) -> GridPrediction:
+        """P(convert) of every grid cell, and a way to explain chosen cells (feature contributions)."""
+        if self.scorer is not None:
+            scores = self.scorer.grid(groups)
+            return GridPrediction(self.scorer.transform(scores.raw), scores.contributions)
+        sizes = [len(g) for g in groups]
+        rows = grid_rows(groups)
+        proba = np.asarray(self.booster.predict(rows), dtype=np.float64).reshape(sizes)
+
+        def explain(cells: Sequence[Sequence[int]]) -> FloatArray:
+            picked = rows[[int(np.ravel_multi_index(tuple(c), sizes)) for c in cells]]
+            return self.contributions(picked)
+
+        return GridPrediction(proba, explain)
+
+    def grid_proba(self, groups: list[npt.NDArray[np.float64]]) -> FloatArray:
+        """P(convert) of every combination of the groups' rows (customer x channel x slot x message)."""
+        if self.scorer is not None:
+            return self.scorer.transform(self.scorer.grid_raw(groups))
+        sizes = [len(g) for g in groups]
+        out: FloatArray = np.asarray(self.booster.predict(grid_rows(groups)), dtype=np.float64).reshape(sizes)
+        return out
+
+    def contributions(self, rows: npt.NDArray[np.float64]) -> FloatArray:
+        """Per-feature contributions (last column: bias) of full rows, summing to the raw score."""
+        if self.scorer is not None:
+            return self.scorer.contributions(rows)
+        out: FloatArray = np.asarray(self.booster.predict(rows, pred_contrib=True), dtype=np.float64)
+        return out
+
+
+def load_version(store: ModelStore, version: str) -> LoadedModel:
+    """Load one version for serving; raises ModelLoadError with the reason."""
+    try:
+        manifest = store.manifest(version)
+    except Exception as exc:
+        raise ModelLoadError(f"manifest of {version} unreadable: {exc}") from exc
+    layout = layout_for(manifest)
+    compiled = manifest.files.get(COMPILED_KEY)
+    if compiled:
+        try:
+            scorer = TreeScorer.from_bytes(store.read(version, compiled))
+        except Exception as exc:
+            raise ModelLoadError(f"compiled model of {version} unusable: {exc}") from exc
+        if scorer.n_features != len(layout.names):
+            raise ModelLoadError(f"compiled model of {version} has {scorer.n_features} features")
+        return LoadedModel(version, manifest, "compiled", layout, scorer=scorer)
+    if importlib.util.find_spec("lightgbm") is None:
+        raise ModelLoadError(f"model {version} is not compiled and lightgbm is not installed here")
+    try:
+        lgb: Any = importlib.import_module("lightgbm")
+        text = store.read(version, manifest.files.get(LIGHTGBM_KEY, DEFAULT_LIGHTGBM_FILE)).decode()
+        booster = lgb.Booster(model_str=text)
+    except Exception as exc:
+        raise ModelLoadError(f"LightGBM model of {version} unusable: {exc}") from exc
+    if booster.num_feature() != len(layout.names):
+        raise ModelLoadError(f"LightGBM model of {version} has {booster.num_feature()} features")
+    return LoadedModel(version, manifest, "lightgbm", layout, booster=booster)
+
+
+class Predictor:
+    """Holds the model in service; `model()` refreshes from CURRENT at most every `refresh_seconds`."""
+
+    def __init__(
+        self,
+        store_uri: str | None = None,
+        refresh_seconds: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        settings = get_settings()
+        self.store_uri = store_uri or settings.model_store
+        self.refresh_seconds = settings.model_refresh_seconds if refresh_seconds is None else refresh_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._model: LoadedModel | None = None
+        self._checked: float | None = None
+        self.checked_at: datetime | None = None
+        self.last_error: str | None = None
+        self._failed_version: str | None = None
+        self._failed_at = 0.0
+
+    def model(self) -> LoadedModel | None:
+        now = self._clock()
+        if self._checked is None or now - self._checked >= self.refresh_seconds:
+            with self._lock:
+                if self._checked is None or now - self._checked >= self.refresh_seconds:
+                    self._refresh()
+                    self._checked = now
+        return self._model
+
+    def _refresh(self) -> None:
+        self.checked_at = datetime.now(UTC)
+        try:
+            store = ModelStore.from_uri(self.store_uri)
+            version = store.current()
+        except Exception as exc:  # an unreachable store keeps the model in service
+            self.last_error = f"model store unreadable: {exc}"
+            return
+        if version is None:
+            self.last_error = None if self._model else "no CURRENT model in the store"
+            return
+        if self._model is not None and self._model.version == version:
+            return
+        if version == self._failed_version and self._clock() - self._failed_at < max(
+            self.refresh_seconds, RETRY_SECONDS
+        ):
+            return  # refused recently; a version can be repaired in place (e.g. compiled after promotion)
+        try:
+            self._model = load_version(store, version)
+            self.last_error = None
+            self._failed_version = None
+        except Exception as exc:
+            self.last_error = str(exc)
+            self._failed_version, self._failed_at = version, self._clock()
+
+    def force_refresh(self) -> LoadedModel | None:
+        self._checked = None
+        self._failed_version = None
+        return self.model()
+
+
+@lru_cache(maxsize=1)
+def get_predictor() -> Predictor:
+    """The process-wide predictor (a Lambda container keeps it warm between invocations)."""
+    return Predictor()

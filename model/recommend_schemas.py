@@ -1,0 +1,136 @@
+"""Pydantic models of the scoring API: recommendation requests, responses, and the decision log item."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+from model.channels import catalogue
+from model.schemas import Id
+
+MAX_BATCH = 1000
+MAX_MESSAGES = 20
+MessageId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@+\-]+$")]
+NONE_CHANNEL = "none"  # "don't contact now"
+EARLIEST_NOW = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_NOW = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+class Policy(StrEnum):
+    model = "model"  # the model's best expected value
+    explore = "explore"  # a uniform draw among allowed candidates (exploration)
+    holdout = "holdout"  # business as usual, for the measured holdout share
+    cold_start = "cold_start"  # little or no history: population-level scores
+    fallback = "fallback"  # no usable model: a transparent heuristic
+
+
+class RecommendationRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: Id
+    channels: list[str] | None = Field(
+        default=None, min_length=1, max_length=64, description="Candidate channels (default: the whole catalogue)."
+    )
+    messages: dict[str, Annotated[list[MessageId], Field(min_length=1, max_length=MAX_MESSAGES)]] | None = Field(
+        default=None, max_length=64, description="Candidate message ids per channel (default: the model's messages)."
+    )
+    horizon_hours: int = Field(default=48, ge=1, le=168, description="Hourly send slots, from the next hour.")
+    k: int = Field(default=3, ge=1, le=20, description="How many ranked recommendations to return.")
+    now: AwareDatetime | None = Field(default=None, description="Decision instant (default: the clock), for replays.")
+
+    @field_validator("channels")
+    @classmethod
+    def _known_channels(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        for name in value:
+            catalogue().code(name)  # ValueError names the known channels
+        if len(set(value)) != len(value):
+            raise ValueError("channels must not repeat")
+        return value
+
+    @field_validator("messages")
+    @classmethod
+    def _message_channels(cls, value: dict[str, list[str]] | None) -> dict[str, list[str]] | None:
+        for name, ids in (value or {}).items():
+            catalogue().code(name)
+            if len(set(ids)) != len(ids):
+                raise ValueError(f"messages of {name} must not repeat")
+        return value
+
+    @field_validator("now")
+    @classmethod
+    def _now_range(cls, value: datetime | None) -> datetime | None:
+        if value is not None and not EARLIEST_NOW <= value <= LATEST_NOW:
+            raise ValueError("now must lie between 2000-01-01 and 2100-01-01")
+        return value.astimezone(UTC) if value is not None else None
+
+    @model_validator(mode="after")
+    def _messages_within_channels(self) -> RecommendationRequest:
+        if self.channels is not None and self.messages:
+            extra = sorted(set(self.messages) - set(self.channels))
+            if extra:
+                raise ValueError(f"messages given for channels not requested: {', '.join(extra)}")
+        return self
+
+
+class Reason(BaseModel):
+    feature: str
+    description: str = Field(description="The feature in plain words.")
+    contribution: float = Field(description="Its contribution to the score (log-odds); positive raises it.")
+
+
+class Recommendation(BaseModel):
+    channel: str = Field(description=f"A catalogue channel, or {NONE_CHANNEL!r}: don't contact now.")
+    send_at: datetime | None = Field(default=None, description="Send instant (UTC).")
+    send_at_local: str | None = Field(default=None, description="The same instant in the customer's time zone.")
+    message_id: str | None = None
+    p_convert: float = Field(ge=0, le=1)
+    expected_value: float
+    reasons: list[Reason] = Field(default_factory=list)
+
+
+class RuleCount(BaseModel):
+    rule: str = Field(description="no_consent | opted_out | quiet_hours | cap")
+    label: str = Field(description="e.g. 'no_consent: sms', 'quiet_hours: 22:00-07:00', 'cap: email 3/week'.")
+    excluded: int = Field(ge=0, description="Candidates this rule excluded (after the rules before it).")
+
+
+class RuleTrace(BaseModel):
+    candidates: int = Field(ge=0, description="channel x slot x message combinations considered")
+    allowed: int = Field(ge=0, description="candidates left after the hard rules")
+    positive: int = Field(ge=0, description="allowed candidates with a positive expected value")
+    excluded: list[RuleCount] = Field(default_factory=list)
+
+
+class RecommendationResponse(BaseModel):
+    decision_id: str
+    customer_id: str
+    model_version: str | None = Field(description="The model version that scored, null for the heuristic.")
+    policy: Policy
+    propensity: float = Field(ge=0, le=1, description="Probability that this policy returns this first choice.")
+    recommendations: list[Recommendation]
+    rule_trace: RuleTrace
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    requests: list[RecommendationRequest] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class BatchResponse(BaseModel):
+    results: list[RecommendationResponse]
+
+
+class ModelInfo(BaseModel):
+    model_version: str | None
+    kind: str = Field(description="compiled | lightgbm | heuristic")
+    loaded_at: datetime | None
+    checked_at: datetime | None
+    features: list[str] = Field(default_factory=list)
+    metrics: dict[str, float] = Field(default_factory=dict)
+    last_error: str | None = None

@@ -1,0 +1,593 @@
+"""A LightGBM model "compiled" to flat numpy arrays, evaluated without lightgbm, fastest on a candidate grid.
+
+Why not LightGBM itself at serving time: ``import lightgbm`` needs scipy (81 MB) and libgomp, which would
+blow the scoring artifact's budget (no scipy, pandas or scikit-learn in it) and its cold start. Its
+``pred_contrib`` (TreeSHAP) needs the same stack, so reasons are computed here too (see ``contributions``).
+
+At promotion (``training/compile.py``) ``booster.dump_model()`` is flattened into arrays and saved as one
+``.npz`` (plain little-endian arrays: architecture-independent, no pickle). The decision rules are
+LightGBM's own (``tree.h``):
+
+* numerical split: NaN becomes 0.0 unless the node's missing type is NaN; a missing value (NaN for type
+  NaN, |x| <= 1e-35f for type Zero) follows ``default_left``; otherwise ``x <= threshold`` goes left;
+* categorical split: NaN or a negative code goes right; otherwise ``int(x)`` goes left iff its bit is set
+  in the node's bitset.
+
+The grid fast path. A candidate's row is the concatenation of feature groups (customer | channel | slot |
+message, see ``model.features``), and each group takes few distinct values on the candidate grid. A tree
+reaches leaf ``l`` iff every split on its path agrees, so with ``ok_g[l, v]`` = "all splits on leaf l's path
+that test a group-g feature agree for group value v":
+
+    raw[v_1, ..., v_K] = sum over leaves l of  value[l] * ok_1[l, v_1] * ... * ok_K[l, v_K]
+
+Groups with one value (the customer) just prune leaves (most of each tree becomes unreachable); the
+remaining groups are combined by broadcasting and one matrix product over the surviving leaves. The work
+is proportional to (splits x distinct group values) plus one small GEMM, not to trees x candidates.
+
+Reasons: ``contributions`` gives path attributions (Saabas): along each tree's decision path, the change of
+the node value at every split is credited to the split's feature, plus a bias (the sum of root values).
+They add up exactly to the raw score, as ``pred_contrib`` does, and rank features much like it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+FORMAT = "nbc-tree-scorer/1"
+MISSING_NONE, MISSING_ZERO, MISSING_NAN = 0, 1, 2
+_MISSING = {"None": MISSING_NONE, "Zero": MISSING_ZERO, "NaN": MISSING_NAN}
+ZERO_THRESHOLD = float(np.float32(1e-35))  # LightGBM's kZeroThreshold (a float promoted to double)
+_INT_MAX = float(2**31 - 1)
+
+
+class CompileError(ValueError):
+    """The dumped model uses something this scorer does not reproduce."""
+
+
+@dataclass(frozen=True)
+class _GroupPlan:
+    start: int
+    nodes: IntArray  # internal nodes that test a feature of this group
+    local_feature: IntArray  # their feature, relative to the group's first column
+    e_leaf: IntArray  # path entries (leaf, node position in `nodes`, direction) touching this group
+    e_pos: IntArray
+    e_left: BoolArray
+    e_start: IntArray  # CSR offsets of the entries by leaf
+
+
+class TreeScorer:
+    """A compiled LightGBM booster (single output: binary / regression-like objectives)."""
+
+    def __init__(self, arrays: Mapping[str, npt.NDArray[Any]], meta: Mapping[str, Any]) -> None:
+        self.meta = dict(meta)
+        self.feature_names: list[str] = list(meta["feature_names"])
+        self.n_features = len(self.feature_names)
+        self.objective: str = str(meta["objective"])
+        self.sigmoid: float = float(meta.get("sigmoid", 1.0))
+        self.link: str = str(meta["link"])
+        self.average_output: bool = bool(meta.get("average_output", False))
+        self.feature: IntArray = arrays["feature"].astype(np.int64)
+        self.threshold: FloatArray = arrays["threshold"].astype(np.float64)
+        self.missing: npt.NDArray[np.int8] = arrays["missing"].astype(np.int8)
+        self.default_left: BoolArray = arrays["default_left"].astype(bool)
+        self.is_cat: BoolArray = arrays["is_cat"].astype(bool)
+        self.left: IntArray = arrays["left"].astype(np.int64)
+        self.right: IntArray = arrays["right"].astype(np.int64)
+        self.value: FloatArray = arrays["value"].astype(np.float64)
+        self.cat_offset: IntArray = arrays["cat_offset"].astype(np.int64)
+        self.cat_len: IntArray = arrays["cat_len"].astype(np.int64)
+        self.cat_words: npt.NDArray[np.uint32] = arrays["cat_words"].astype(np.uint32)
+        self.tree_root: IntArray = arrays["tree_root"].astype(np.int64)
+        self.leaf_node: IntArray = arrays["leaf_node"].astype(np.int64)
+        self.path_leaf: IntArray = arrays["path_leaf"].astype(np.int64)
+        self.path_node: IntArray = arrays["path_node"].astype(np.int64)
+        self.path_left: BoolArray = arrays["path_left"].astype(bool)
+        self.leaf_lo: IntArray = arrays["leaf_lo"].astype(np.int64)
+        self.leaf_mid: IntArray = arrays["leaf_mid"].astype(np.int64)
+        self.leaf_hi: IntArray = arrays["leaf_hi"].astype(np.int64)
+        self.leaf_value: FloatArray = self.value[self.leaf_node]
+        self._internal = np.flatnonzero(self.feature >= 0)
+        # Path entries are stored leaf after leaf: leaf l's entries are path_start[l]:path_start[l + 1].
+        self._path_start: IntArray = np.searchsorted(self.path_leaf, np.arange(len(self.leaf_node) + 1))
+        # Per path entry: the split's feature and the change of node value it causes (Saabas attribution).
+        if len(self.path_node):
+            child = np.where(self.path_left, self.left[self.path_node], self.right[self.path_node])
+            self._entry_delta: FloatArray = self.value[child] - self.value[self.path_node]
+            self._entry_feature: IntArray = self.feature[self.path_node]
+        else:
+            self._entry_delta = np.zeros(0)
+            self._entry_feature = np.zeros(0, dtype=np.int64)
+        self.n_trees = len(self.tree_root)
+        self.bias = float(self.value[self.tree_root].sum())
+        self._scale = 1.0 / self.n_trees if self.average_output and self.n_trees else 1.0
+        self._plans: dict[tuple[int, ...], list[_GroupPlan]] = {}
+        internal = np.flatnonzero(self.feature >= 0)
+        if len(internal) and int(self.feature[internal].max()) >= self.n_features:
+            raise CompileError("a split uses a feature index beyond the feature list")
+
+    # ------------------------------------------------------------------ building and (de)serialising
+    @classmethod
+    def from_dump(cls, dump: Mapping[str, Any]) -> TreeScorer:
+        """Flatten ``booster.dump_model()`` (a dict) into arrays."""
+        if int(dump.get("num_tree_per_iteration", 1)) != 1 or int(dump.get("num_class", 1)) != 1:
+            raise CompileError("only single-output models (binary, regression) are supported")
+        objective = str(dump.get("objective", "regression"))
+        name = objective.split(" ")[0]
+        sigmoid = 1.0
+        if name == "binary":
+            link = "sigmoid"
+            for part in objective.split(" ")[1:]:
+                if part.startswith("sigmoid:"):
+                    sigmoid = float(part.split(":", 1)[1])
+        elif name in ("cross_entropy", "xentropy"):
+            link = "sigmoid"
+        elif name in ("poisson", "gamma", "tweedie"):
+            link = "exp"
+        elif name in ("regression", "regression_l1", "huber", "fair", "quantile", "mape", "lambdarank"):
+            link = "identity"
+        else:
+            raise CompileError(f"objective {objective!r} is not supported by the compiled scorer")
+
+        feature: list[int] = []
+        threshold: list[float] = []
+        missing: list[int] = []
+        default_left: list[bool] = []
+        is_cat: list[bool] = []
+        left: list[int] = []
+        right: list[int] = []
+        value: list[float] = []
+        cat_offset: list[int] = []
+        cat_len: list[int] = []
+        cat_words: list[int] = []
+        tree_root: list[int] = []
+        leaf_node: list[int] = []
+        path_leaf: list[int] = []
+        path_node: list[int] = []
+        path_left: list[bool] = []
+        leaf_lo: list[int] = []  # leaves are numbered depth-first: a subtree's leaves are a contiguous range
+        leaf_mid: list[int] = []
+        leaf_hi: list[int] = []
+
+        def add(node: Mapping[str, Any], path: list[tuple[int, bool]]) -> int:
+            idx = len(feature)
+            feature.append(-1)
+            threshold.append(0.0)
+            missing.append(MISSING_NONE)
+            default_left.append(False)
+            is_cat.append(False)
+            left.append(-1)
+            right.append(-1)
+            cat_offset.append(0)
+            cat_len.append(0)
+            leaf_lo.append(len(leaf_node))
+            leaf_mid.append(len(leaf_node))
+            leaf_hi.append(len(leaf_node) + 1)
+            if "split_feature" not in node:  # a leaf
+                value.append(float(node["leaf_value"]))
+                leaf = len(leaf_node)
+                leaf_node.append(idx)
+                for n, went_left in path:
+                    path_leaf.append(leaf)
+                    path_node.append(n)
+                    path_left.append(went_left)
+                return idx
+            value.append(float(node.get("internal_value", 0.0)))
+            feature[idx] = int(node["split_feature"])
+            missing[idx] = _MISSING[str(node.get("missing_type", "None"))]
+            default_left[idx] = bool(node.get("default_left", False))
+            if node["decision_type"] == "==":
+                is_cat[idx] = True
+                cats = [int(c) for c in str(node["threshold"]).split("||") if c != ""]
+                n_words = max(cats) // 32 + 1 if cats else 1
+                words = [0] * n_words
+                for c in cats:
+                    if c >= 0:
+                        words[c // 32] |= 1 << (c % 32)
+                cat_offset[idx] = len(cat_words)
+                cat_len[idx] = n_words
+                cat_words.extend(words)
+            elif node["decision_type"] == "<=":
+                threshold[idx] = float(node["threshold"])
+            else:
+                raise CompileError(f"unknown decision type {node['decision_type']!r}")
+            left[idx] = add(node["left_child"], [*path, (idx, True)])
+            leaf_mid[idx] = len(leaf_node)
+            right[idx] = add(node["right_child"], [*path, (idx, False)])
+            leaf_hi[idx] = len(leaf_node)
+            return idx
+
+        trees = dump.get("tree_info", [])
+        if not trees:
+            raise CompileError("the model has no trees")
+        for tree in trees:
+            tree_root.append(add(tree["tree_structure"], []))
+
+        arrays: dict[str, npt.NDArray[Any]] = {
+            "feature": np.asarray(feature, np.int32),
+            "threshold": np.asarray(threshold, np.float64),
+            "missing": np.asarray(missing, np.int8),
+            "default_left": np.asarray(default_left, np.bool_),
+            "is_cat": np.asarray(is_cat, np.bool_),
+            "left": np.asarray(left, np.int32),
+            "right": np.asarray(right, np.int32),
+            "value": np.asarray(value, np.float64),
+            "cat_offset": np.asarray(cat_offset, np.int32),
+            "cat_len": np.asarray(cat_len, np.int32),
+            "cat_words": np.asarray(cat_words or [0], np.uint32),
+            "tree_root": np.asarray(tree_root, np.int32),
+            "leaf_node": np.asarray(leaf_node, np.int32),
+            "path_leaf": np.asarray(path_leaf, np.int32),
+            "path_node": np.asarray(path_node, np.int32),
+            "path_left": np.asarray(path_left, np.bool_),
+            "leaf_lo": np.asarray(leaf_lo, np.int32),
+            "leaf_mid": np.asarray(leaf_mid, np.int32),
+            "leaf_hi": np.asarray(leaf_hi, np.int32),
+        }
+        meta = {
+            "format": FORMAT,
+            "feature_names": list(dump.get("feature_names", [])),
+            "objective": objective,
+            "sigmoid": sigmoid,
+            "link": link,
+            "average_output": bool(dump.get("average_output", False)),
+        }
+        return cls(arrays, meta)
+
+    def to_bytes(self) -> bytes:
+        arrays = {
+            "feature": self.feature.astype("<i4"),
+            "threshold": self.threshold.astype("<f8"),
+            "missing": self.missing.astype("i1"),
+            "default_left": self.default_left,
+            "is_cat": self.is_cat,
+            "left": self.left.astype("<i4"),
+            "right": self.right.astype("<i4"),
+            "value": self.value.astype("<f8"),
+            "cat_offset": self.cat_offset.astype("<i4"),
+            "cat_len": self.cat_len.astype("<i4"),
+            "cat_words": self.cat_words.astype("<u4"),
+            "tree_root": self.tree_root.astype("<i4"),
+            "leaf_node": self.leaf_node.astype("<i4"),
+            "path_leaf": self.path_leaf.astype("<i4"),
+            "path_node": self.path_node.astype("<i4"),
+            "path_left": self.path_left,
+            "leaf_lo": self.leaf_lo.astype("<i4"),
+            "leaf_mid": self.leaf_mid.astype("<i4"),
+            "leaf_hi": self.leaf_hi.astype("<i4"),
+        }
+        arrays["meta"] = np.frombuffer(json.dumps(self.meta).encode(), dtype=np.uint8)
+        buf = io.BytesIO()
+        save: Any = np.savez_compressed  # numpy's stub types **kwds as allow_pickle
+        save(buf, **arrays)
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> TreeScorer:
+        """Load a compiled model; raises ValueError (CompileError) on anything malformed."""
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+                arrays = {k: npz[k] for k in npz.files}
+            meta = json.loads(arrays.pop("meta").tobytes().decode())
+        except Exception as exc:  # zip, npy and JSON errors all mean "not a compiled model"
+            raise CompileError(f"not a compiled model: {exc}") from exc
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise CompileError(f"not a compiled model of format {FORMAT}")
+        try:
+            scorer = cls(arrays, meta)
+        except KeyError as exc:
+            raise CompileError(f"compiled model lacks {exc}") from exc
+        scorer._check()
+        return scorer
+
+    def _check(self) -> None:
+        n = len(self.feature)
+        for name in ("threshold", "missing", "default_left", "is_cat", "left", "right", "value", "leaf_lo", "leaf_hi"):
+            if len(getattr(self, name)) != n:
+                raise CompileError(f"compiled model is inconsistent: {name} has the wrong length")
+        internal = self.feature >= 0
+        kids = np.concatenate([self.left[internal], self.right[internal], self.tree_root, self.leaf_node])
+        if len(kids) and (kids.min() < 0 or kids.max() >= n):
+            raise CompileError("compiled model is inconsistent: a child index is out of range")
+        if len(self.path_node) and (self.path_node.max() >= n or self.path_leaf.max() >= len(self.leaf_node)):
+            raise CompileError("compiled model is inconsistent: a path index is out of range")
+        n_leaves = len(self.leaf_node)
+        if n and (self.leaf_lo.min() < 0 or self.leaf_hi.max() > n_leaves or (self.leaf_mid.max() > n_leaves)):
+            raise CompileError("compiled model is inconsistent: a leaf range is out of range")
+
+    # ------------------------------------------------------------------ LightGBM's decision rule
+    def _go_left(self, nodes: IntArray, x: FloatArray, nan_rows: BoolArray | None = None) -> BoolArray:
+        """Decisions of `nodes` for values `x` (shape (n,) or (n, V): row i holds values for nodes[i]).
+
+        `nan_rows` (optional) marks the rows that may hold a NaN; other rows take the fast path.
+        """
+        column = x.ndim == 2
+
+        def expand(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
+            return a[:, None] if column else a
+
+        go: BoolArray = x <= expand(self.threshold[nodes])
+        maybe_nan = (np.isnan(x).any(axis=1) if column else np.isnan(x)) if nan_rows is None else nan_rows
+        slow = np.flatnonzero(maybe_nan | (self.missing[nodes] == MISSING_ZERO))
+        if len(slow):
+            ns, xs = nodes[slow], x[slow]
+            mt = expand(self.missing[ns])
+            nan = np.isnan(xs)
+            xz = np.where(nan & (mt != MISSING_NAN), 0.0, xs)
+            is_missing = ((mt == MISSING_ZERO) & (np.abs(xz) <= ZERO_THRESHOLD)) | ((mt == MISSING_NAN) & nan)
+            go[slow] = np.where(is_missing, expand(self.default_left[ns]), xz <= expand(self.threshold[ns]))
+        cat = np.flatnonzero(self.is_cat[nodes])
+        if len(cat):
+            nc, xc = nodes[cat], x[cat]
+            bad = np.isnan(xc) | (xc <= -1.0)  # C++ static_cast<int> truncates: (-1, 0) -> 0
+            code = np.trunc(np.where(bad, 0.0, np.minimum(xc, _INT_MAX))).astype(np.int64)
+            word = code >> 5
+            inside = ~bad & (word < expand(self.cat_len[nc]))
+            bits = self.cat_words[np.where(inside, expand(self.cat_offset[nc]) + word, 0)].astype(np.int64)
+            go[cat] = inside & (((bits >> (code & 31)) & 1) == 1)
+        return go
+
+    # ------------------------------------------------------------------ row-wise evaluation
+    def _walk(self, x: FloatArray, contrib: FloatArray | None) -> FloatArray:
+        """Leaf values summed over trees for each row of `x` (and Saabas contributions if asked)."""
+        n = x.shape[0]
+        cur = np.broadcast_to(self.tree_root, (n, self.n_trees)).copy()
+        active_r, active_t = np.nonzero(self.feature[cur] >= 0)
+        while len(active_r):
+            nodes = cur[active_r, active_t]
+            feats = self.feature[nodes]
+            go = self._go_left(nodes, x[active_r, feats])
+            nxt = np.where(go, self.left[nodes], self.right[nodes])
+            if contrib is not None:
+                np.add.at(contrib, (active_r, feats), self.value[nxt] - self.value[nodes])
+            cur[active_r, active_t] = nxt
+            keep = self.feature[nxt] >= 0
+            active_r, active_t = active_r[keep], active_t[keep]
+        out: FloatArray = self.value[cur].sum(axis=1)
+        return out
+
+    def _rows(self, x: npt.ArrayLike) -> FloatArray:
+        arr = np.asarray(x, dtype=np.float64)
+        if arr.ndim == 1:
+            arr = arr[None, :]
+        if arr.ndim != 2 or arr.shape[1] != self.n_features:
+            raise ValueError(f"expected rows of {self.n_features} features, got shape {arr.shape}")
+        return arr
+
+    def raw(self, x: npt.ArrayLike) -> FloatArray:
+        """Raw scores (LightGBM ``raw_score=True``) of full feature rows."""
+        return self._walk(self._rows(x), None)
+
+    def transform(self, raw: FloatArray) -> FloatArray:
+        """Raw score -> prediction. Like LightGBM, a random forest's raw score is the sum, its prediction the mean."""
+        raw = raw * self._scale if self._scale != 1.0 else raw
+        if self.link == "sigmoid":
+            out: FloatArray = 1.0 / (1.0 + np.exp(-self.sigmoid * raw))
+            return out
+        if self.link == "exp":
+            return np.exp(raw)
+        return raw
+
+    def predict(self, x: npt.ArrayLike) -> FloatArray:
+        """Predictions as LightGBM's ``booster.predict`` (probabilities for binary)."""
+        return self.transform(self.raw(x))
+
+    def contributions(self, x: npt.ArrayLike) -> FloatArray:
+        """Per-feature path attributions, shape (n, n_features + 1), the last column the bias; rows sum to raw."""
+        rows = self._rows(x)
+        contrib = np.zeros((rows.shape[0], self.n_features + 1))
+        for i, row in enumerate(rows):
+            contrib[i] = self.path_contributions(np.flatnonzero(self._reached(row)))
+        return contrib
+
+    def _reached(self, row: FloatArray) -> BoolArray:
+        """The leaf each tree reaches for one full row (a mask over leaves): every split is decided at once
+        and rules out the leaf range of the subtree it does not take (marked with a difference array)."""
+        nodes = self._internal
+        n_leaves = len(self.leaf_node)
+        go = self._go_left(nodes, row[self.feature[nodes]])
+        lo = np.where(go, self.leaf_mid[nodes], self.leaf_lo[nodes])
+        hi = np.where(go, self.leaf_hi[nodes], self.leaf_mid[nodes])
+        cut = np.bincount(lo, minlength=n_leaves + 1) - np.bincount(hi, minlength=n_leaves + 1)
+        reached: BoolArray = np.cumsum(cut[:n_leaves]) == 0
+        return reached
+
+    # ------------------------------------------------------------------ the candidate-grid fast path
+    def _plan(self, widths: tuple[int, ...]) -> list[_GroupPlan]:
+        plan = self._plans.get(widths)
+        if plan is not None:
+            return plan
+        if sum(widths) != self.n_features:
+            raise ValueError(f"feature groups of widths {widths} do not cover the {self.n_features} features")
+        plan = []
+        internal = np.flatnonzero(self.feature >= 0)
+        pos_of = np.full(len(self.feature), -1, np.int64)
+        start = 0
+        for width in widths:
+            f = self.feature[internal]
+            nodes = internal[(f >= start) & (f < start + width)].astype(np.int64)
+            pos_of[nodes] = np.arange(len(nodes))
+            in_group = pos_of[self.path_node] >= 0
+            in_group &= (self.feature[self.path_node] >= start) & (self.feature[self.path_node] < start + width)
+            plan.append(
+                _GroupPlan(
+                    start=start,
+                    nodes=nodes,
+                    local_feature=self.feature[nodes] - start,
+                    e_leaf=self.path_leaf[in_group],
+                    e_pos=pos_of[self.path_node[in_group]],
+                    e_left=self.path_left[in_group],
+                    e_start=np.searchsorted(self.path_leaf[in_group], np.arange(len(self.leaf_node) + 1)),
+                )
+            )
+            start += width
+        self._plans[widths] = plan
+        return plan
+
+    def grid_raw(self, groups: Sequence[npt.ArrayLike]) -> FloatArray:
+        """Raw scores of every combination of group values: result[v_1, ..., v_K].
+
+        `groups[g]` is a (V_g, F_g) matrix of the distinct values of feature group g (columns in model
+        order; the groups concatenated in order give the model's features). The row of combination
+        (v_1, ..., v_K) is the concatenation of groups[0][v_1], ..., groups[K-1][v_K].
+        """
+        return self.grid(groups).raw
+
+    def grid(self, groups: Sequence[npt.ArrayLike]) -> GridScores:
+        """`grid_raw`, keeping what is needed to explain any cell (`GridScores.contributions`)."""
+        mats = [np.atleast_2d(np.asarray(g, dtype=np.float64)) for g in groups]
+        plan = self._plan(tuple(m.shape[1] for m in mats))
+        sizes = tuple(m.shape[0] for m in mats)
+        n_leaves = len(self.leaf_node)
+        # Single-valued groups (the customer) prune leaves; their splits are decided once.
+        # A single-valued group (the customer) decides its splits once: each split rules out the leaf
+        # range of the subtree it does not take (a difference array marks the ruled-out ranges).
+        cut = np.zeros(n_leaves + 1, dtype=np.int64)
+        for g, mat in zip(plan, mats, strict=True):
+            if mat.shape[0] != 1 or not len(g.nodes):
+                continue
+            go = self._go_left(g.nodes, mat[0][g.local_feature])
+            lo = np.where(go, self.leaf_mid[g.nodes], self.leaf_lo[g.nodes])
+            hi = np.where(go, self.leaf_hi[g.nodes], self.leaf_mid[g.nodes])
+            cut += np.bincount(lo, minlength=n_leaves + 1) - np.bincount(hi, minlength=n_leaves + 1)
+        alive = np.cumsum(cut[:n_leaves]) == 0
+        leaves = np.flatnonzero(alive)
+        compact = np.full(n_leaves, -1, np.int64)
+        compact[leaves] = np.arange(len(leaves))
+        okbits: list[npt.NDArray[np.uint64]] = []  # per multi-valued group: (leaves, words), bit v = value v agrees
+        axes: list[int] = []
+        for axis, (g, mat) in enumerate(zip(plan, mats, strict=True)):
+            n_values = mat.shape[0]
+            if n_values == 1:
+                continue
+            full = _pack(np.ones((1, n_values), dtype=bool))[0]
+            ok = np.tile(full, (len(leaves), 1))
+            sel = _ranges(g.e_start, leaves)
+            e_leaf, e_pos, e_left = g.e_leaf[sel], g.e_pos[sel], g.e_left[sel]
+            if len(e_leaf):
+                # Decide only the splits that lie on a surviving leaf's path.
+                need = np.zeros(len(g.nodes), dtype=bool)
+                need[e_pos] = True
+                idx = np.flatnonzero(need)
+                pos = np.cumsum(need) - 1
+                feats = g.local_feature[idx]
+                nan_cols = np.asarray(np.isnan(mat).any(axis=0), dtype=bool)
+                go = self._go_left(g.nodes[idx], mat.T[feats], nan_cols[feats])
+                # Bit-pack the decisions (bit v = value v goes left), then OR the disagreements per leaf.
+                bits = _pack(go)
+                wrong = bits[pos[e_pos]] ^ np.where(e_left[:, None], _ALL, np.uint64(0))
+                starts = np.flatnonzero(np.concatenate(([True], e_leaf[1:] != e_leaf[:-1])))
+                bad = np.bitwise_or.reduceat(wrong, starts, axis=0)
+                ok[compact[e_leaf[starts]]] = ~bad & full
+            okbits.append(ok)
+            axes.append(axis)
+        values = self.leaf_value[leaves]
+        if not okbits:
+            return GridScores(self, np.full(sizes, values.sum()), leaves, [], [])
+        if len(okbits) > 1:  # drop leaves that no combination reaches
+            keep = np.logical_and.reduce([(ok != 0).any(axis=1) for ok in okbits])
+            values = values[keep]
+            leaves = leaves[keep]
+            okbits = [ok[keep] for ok in okbits]
+        oks = [_unpack(ok, mats[a].shape[0]) for ok, a in zip(okbits, axes, strict=True)]
+        # Largest group on the right of one GEMM, the others broadcast together on the left.
+        right = max(range(len(oks)), key=lambda i: oks[i].shape[1])
+        n = len(values)
+        lhs = values[:, None]
+        order: list[int] = []
+        for i, ok in enumerate(oks):
+            if i != right:
+                lhs = (lhs[:, :, None] * ok[:, None, :]).reshape(n, -1)
+                order.append(axes[i])
+        order.append(axes[right])
+        out = lhs.T @ oks[right].astype(np.float64)  # (product of the left sizes, right size)
+        shaped = out.reshape([sizes[a] for a in order]).transpose(np.argsort(order))
+        result: FloatArray = np.ascontiguousarray(shaped).reshape(sizes)
+        return GridScores(self, result, leaves, oks, axes)
+
+    def path_contributions(self, reached: IntArray) -> FloatArray:
+        """Saabas contributions (features..., bias) of one row given the leaves it reaches (one per tree)."""
+        entries = _ranges(self._path_start, reached)
+        out = np.empty(self.n_features + 1)
+        out[:-1] = np.bincount(
+            self._entry_feature[entries], weights=self._entry_delta[entries], minlength=self.n_features
+        )
+        out[-1] = self.bias
+        return out
+
+
+@dataclass(frozen=True)
+class GridScores:
+    """Raw scores of a candidate grid, and the surviving leaves with their per-group agreement."""
+
+    scorer: TreeScorer
+    raw: FloatArray
+    leaves: IntArray  # leaves some cell may reach
+    oks: list[BoolArray]  # per multi-valued group: (len(leaves), V_g), the leaf's splits agree with value v
+    axes: list[int]  # the grid axis of each entry of `oks`
+
+    def reached(self, cell: Sequence[int]) -> IntArray:
+        """The leaves (one per tree) that grid cell `cell` (one index per group) reaches."""
+        mask = np.ones(len(self.leaves), dtype=bool)
+        for ok, axis in zip(self.oks, self.axes, strict=True):
+            mask &= ok[:, cell[axis]]
+        out: IntArray = self.leaves[mask]
+        return out
+
+    def contributions(self, cells: Sequence[Sequence[int]]) -> FloatArray:
+        """Path attributions of grid cells, shape (n, n_features + 1): what ``contributions`` gives for their rows."""
+        out = np.zeros((len(cells), self.scorer.n_features + 1))
+        for i, cell in enumerate(cells):
+            out[i] = self.scorer.path_contributions(self.reached(cell))
+        return out
+
+
+_ALL = np.uint64(2**64 - 1)
+
+
+def _ranges(start: IntArray, items: IntArray) -> IntArray:
+    """Concatenation of start[i]:start[i + 1] for i in items (CSR rows), as one index array."""
+    lo, hi = start[items], start[items + 1]
+    lens = hi - lo
+    total = int(lens.sum())
+    if not total:
+        return np.zeros(0, dtype=np.int64)
+    offsets = np.repeat(lo - np.concatenate(([0], np.cumsum(lens)[:-1])), lens)
+    out: IntArray = offsets + np.arange(total)
+    return out
+
+
+def _pack(flags: BoolArray) -> npt.NDArray[np.uint64]:
+    """(n, V) booleans -> (n, ceil(V / 64)) uint64 words, bit v of the row = flags[:, v]."""
+    n, v = flags.shape
+    words = -(-v // 64)
+    packed = np.packbits(flags, axis=1, bitorder="little")
+    padded = np.zeros((n, words * 8), dtype=np.uint8)
+    padded[:, : packed.shape[1]] = packed
+    return padded.view("<u8")
+
+
+def _unpack(words: npt.NDArray[np.uint64], v: int) -> BoolArray:
+    raw = np.ascontiguousarray(words, dtype="<u8").view(np.uint8)
+    out: BoolArray = np.unpackbits(raw, axis=1, bitorder="little")[:, :v].astype(bool)
+    return out
+
+
+def grid_rows(groups: Sequence[npt.ArrayLike]) -> FloatArray:
+    """The full feature rows of a grid (every combination, C order): the slow path, for verification."""
+    mats = [np.atleast_2d(np.asarray(g, dtype=np.float64)) for g in groups]
+    sizes = [m.shape[0] for m in mats]
+    n = math.prod(sizes)
+    idx = np.indices(sizes).reshape(len(sizes), n)
+    return np.concatenate([m[i] for m, i in zip(mats, idx, strict=True)], axis=1)

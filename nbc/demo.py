@@ -1,0 +1,248 @@
+"""`nbc demo`: the main job end to end on this machine, with no AWS account.
+
+simulate customers -> ingest them through the ingest Lambda handler -> the stream drives the aggregator
+handler -> build the training set from the table -> train -> evaluate -> promote -> start the API ->
+ask it for recommendations -> print what the model is worth against the baselines and the oracle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import pyarrow as pa
+import typer
+import uvicorn
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from nbc.lambda_events import LambdaContext, http_event
+from nbc.local import StreamPump, free_port, local_aws
+
+console = Console()
+BATCH = 500  # touchpoints per ingest request (the API's maximum)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description:<28}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+def _rows(table: pa.Table) -> Iterator[dict[str, Any]]:
+    for batch in table.to_batches(max_chunksize=BATCH):
+        yield from batch.to_pylist()
+
+
+def _touchpoint_json(row: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in row.items() if v is not None}
+    out["occurred_at"] = row["occurred_at"].isoformat()
+    if isinstance(out.get("attributes"), str):
+        out["attributes"] = json.loads(out["attributes"])
+    return out
+
+
+def _profile_json(row: dict[str, Any]) -> dict[str, Any]:
+    body: dict[str, Any] = {"timezone": row["timezone"]}
+    for key in ("consent", "quiet_hours", "attributes"):
+        value = row.get(key)
+        if value:
+            body[key] = json.loads(value) if isinstance(value, str) else value
+    return body
+
+
+def ingest(sim: dict[str, Any], progress: Progress) -> dict[str, int]:
+    """Everything goes through the ingest Lambda handler, as API Gateway would deliver it."""
+    from functions.ingest.app import handler
+    from model.decision_log import import_decisions
+
+    counts = {"stored": 0, "duplicate": 0, "rejected": 0}
+    tps: pa.Table = sim["touchpoints"]
+    task = progress.add_task("ingest touchpoints (HTTP)", total=tps.num_rows)
+    batch: list[dict[str, Any]] = []
+    context = LambdaContext(function_name="nbc-ingest")
+
+    def flush() -> None:
+        response = handler(http_event("POST", "/v1/touchpoints", batch), context)
+        if response["statusCode"] >= 300:
+            raise RuntimeError(f"ingest failed: {response['statusCode']} {response['body'][:300]}")
+        for item in json.loads(response["body"])["results"]:
+            counts[item["status"]] += 1
+        progress.advance(task, len(batch))
+        batch.clear()
+
+    for row in _rows(tps):
+        batch.append(_touchpoint_json(row))
+        if len(batch) == BATCH:
+            flush()
+    if batch:
+        flush()
+
+    profiles: pa.Table = sim["profiles"]
+    task = progress.add_task("set profiles (HTTP)", total=profiles.num_rows)
+    for row in _rows(profiles):
+        path = f"/v1/customers/{row['customer_id']}/profile"
+        response = handler(http_event("PUT", path, _profile_json(row)), context)
+        if response["statusCode"] >= 300:
+            raise RuntimeError(f"profile failed: {response['statusCode']} {response['body'][:300]}")
+        progress.advance(task)
+
+    decisions: pa.Table = sim["decisions"]
+    task = progress.add_task("import logged decisions", total=decisions.num_rows)
+    for part in decisions.to_batches(max_chunksize=5000):
+        import_decisions(part.to_pylist())
+        progress.advance(task, part.num_rows)
+    return counts
+
+
+def aggregate(progress: Progress) -> int:
+    """Drain the table's stream into the aggregator handler (what the event source mapping does in AWS)."""
+    from functions.aggregator.app import handler
+
+    task = progress.add_task("aggregate (stream handler)", total=None)
+    pump = StreamPump(lambda event, _ctx: handler(event, LambdaContext(function_name="nbc-aggregator")), 1000)
+    delivered = pump.drain()
+    progress.update(task, total=delivered, completed=delivered)
+    return delivered
+
+
+@contextmanager
+def api_server() -> Iterator[str]:
+    """The whole HTTP API (nbc serve's app) on a free 127.0.0.1 port, in a thread."""
+    from nbc.server import build_app
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(build_app(), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the local API did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def _policy_table(report: dict[str, Any]) -> Table:
+    policies: dict[str, dict[str, Any]] = report.get("policies", {})
+    oracle = policies.get("oracle", {}).get("true_value")
+    table = Table(title="Policy value on the held-out period (per decision)")
+    for col, justify in [("policy", "left"), ("SNIPS (off-policy)", "right"), ("95% CI", "right"),
+                         ("true value", "right"), ("% of oracle", "right")]:
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for name, pol in sorted(policies.items(), key=lambda kv: -(kv[1].get("true_value") or -1e9)):
+        ci = pol.get("snips_ci") or pol.get("ci")
+        true = pol.get("true_value")
+        table.add_row(
+            name,
+            f"{pol['snips']:.4f}" if pol.get("snips") is not None else "-",
+            f"[{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "-",
+            f"{true:.4f}" if true is not None else "-",
+            f"{100 * true / oracle:.1f}%" if true is not None and oracle else "-",
+        )
+    return table
+
+
+def _recommendation_table(answers: list[dict[str, Any]]) -> Table:
+    table = Table(title="Recommendations from POST /v1/recommendations")
+    for col in ("customer", "policy", "channel", "send at (local)", "message", "p_convert", "EV", "why"):
+        table.add_column(col)
+    for ans in answers:
+        recs = ans["recommendations"] or [{"channel": "none"}]
+        first = recs[0]
+        reasons = "; ".join(r["description"] for r in first.get("reasons", [])[:2]) or "-"
+        table.add_row(
+            ans["customer_id"],
+            ans["policy"],
+            first["channel"],
+            str(first.get("send_at_local") or "-"),
+            str(first.get("message_id") or "-"),
+            f"{first['p_convert']:.3f}" if first.get("p_convert") is not None else "-",
+            f"{first['expected_value']:.2f}" if first.get("expected_value") is not None else "-",
+            reasons,
+        )
+    return table
+
+
+def run(customers: int, days: int, seed: int, workdir: Path) -> dict[str, Any]:
+    from training import pipeline
+    from training.promote import promote
+    from training.simulate import SimConfig, simulate, write
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    store_dir = (workdir / "models").resolve()
+    os.environ["NBC_MODEL_STORE"] = str(store_dir)
+    os.environ["NBC_TABLE_NAME"] = "nbc-demo"
+    started = time.perf_counter()
+    with local_aws() as endpoint:
+        console.print(f"[bold]Local AWS[/bold] (moto) on {endpoint}: table nbc-demo, model store {store_dir}")
+        with _progress() as progress:
+            task = progress.add_task("simulate customers", total=1)
+            sim = simulate(SimConfig(customers=customers, days=days, seed=seed))
+            write(sim, workdir / "sim")
+            progress.advance(task)
+            counts = ingest(sim, progress)
+            aggregate(progress)
+
+            steps = {name: progress.add_task(name, total=1, start=False) for name in
+                     ("load table", "dataset", "train", "evaluate", "publish")}
+            names = {"load": "load table"}
+
+            def step(name: str, done: int, total: int) -> None:
+                task = steps[names.get(name, name)]
+                progress.start_task(task)
+                progress.update(task, completed=done, total=max(total, 1))
+
+            opts = pipeline.Options(simulated_truth=str(workdir / "sim" / "truth.json"))
+            result = pipeline.run(f"dynamodb://{os.environ['NBC_TABLE_NAME']}", str(store_dir), opts, step)
+            task = progress.add_task("compile + promote", total=1)
+            promotion = promote(result.store, result.version, force=True)
+            progress.advance(task)
+
+        sample = [str(c) for c in sim["profiles"].column("customer_id").to_pylist()[:5]]
+        answers = []
+        with api_server() as url:
+            for customer in sample:
+                reply = httpx.post(f"{url}/v1/recommendations", json={"customer_id": customer, "k": 3}, timeout=30)
+                reply.raise_for_status()
+                answers.append(reply.json())
+    elapsed = time.perf_counter() - started
+
+    console.print(
+        f"Ingested {counts['stored']:,} touchpoints ({counts['duplicate']:,} duplicates, "
+        f"{counts['rejected']:,} rejected) for {customers:,} customers over {days} days."
+    )
+    console.print(_policy_table(result.report))
+    metrics = result.report.get("metrics", {})
+    console.print(f"AUC {metrics.get('auc', float('nan')):.3f}, log loss {metrics.get('logloss', float('nan')):.4f}")
+    console.print(f"Promoted {promotion.version}: {promotion.message}")
+    console.print(_recommendation_table(answers))
+    console.print(f"HTML report: {result.store.path_of(result.version, 'report.html')}")
+    console.print(f"Done in {elapsed:.0f} s.")
+    return {"report": result.report, "answers": answers, "seconds": elapsed, "counts": counts}
+
+
+def demo(
+    customers: Annotated[int, typer.Option(min=50, help="Simulated customers")] = 3000,
+    days: Annotated[int, typer.Option(min=14, help="Days of history")] = 60,
+    seed: Annotated[int, typer.Option(help="Random seed")] = 7,
+    workdir: Annotated[Path, typer.Option(help="Where the simulation and the model store go")] = Path(".nbc/demo"),
+) -> None:
+    """Run the whole product locally: simulate, ingest, train, evaluate, promote, serve, recommend."""
+    run(customers, days, seed, workdir)

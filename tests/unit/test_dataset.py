@@ -1,0 +1,215 @@
+"""The point-in-time training set: no future leakage, censoring, attribution labels, splits."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from model.aggregate import Aggregate, FoldEvent, fold
+from model.channels import catalogue
+from model.features import row
+from model.schemas import EVENT_INDEX
+from training import dataset
+from training.simulate import SimConfig, simulate
+
+T0 = datetime(2026, 9, 1, 10, 0, tzinfo=UTC)
+H = timedelta(hours=1)
+D = timedelta(days=1)
+
+
+def _tp(eid: str, cust: str, channel: str, kind: str, at: datetime, **extra: object) -> dict[str, object]:
+    return {
+        "event_id": eid,
+        "customer_id": cust,
+        "channel": channel,
+        "event_type": kind,
+        "occurred_at": at,
+        "message_id": extra.get("message_id"),
+        "decision_id": extra.get("decision_id"),
+        "value": float(extra.get("value", 0.0)),  # type: ignore[arg-type]
+    }
+
+
+def _tiny_log() -> list[dict[str, object]]:
+    """Customer a: e1 converts, e2 steals a later conversion (last touch), e4 gets nothing, e3 is too recent."""
+    return [
+        _tp("e1", "a", "email", "sent", T0, message_id="m1"),
+        _tp("e1o", "a", "email", "opened", T0 + H),
+        _tp("e1c", "a", "email", "clicked", T0 + 2 * H),
+        _tp("e1v", "a", "web", "converted", T0 + 2 * D, value=30),
+        # A visit logged at the very instant of the next send: it must not show in that send's features.
+        _tp("v2", "a", "web", "visited", T0 + 3 * D),
+        _tp("e2", "a", "sms", "sent", T0 + 3 * D, message_id="m2"),
+        _tp("c2", "a", "web", "converted", T0 + 3 * D + H, value=20),
+        _tp("e4", "a", "push", "sent", T0 + 10 * D, message_id="m1"),
+        _tp("e3", "a", "email", "sent", T0 + 20 * D, message_id="m1"),
+        # Customer b: a conversion 8 days after its only send is outside the 7-day window.
+        _tp("b1", "b", "email", "sent", T0 + D, message_id="m1"),
+        _tp("b1x", "b", "web", "converted", T0 + 9 * D + H, value=10),
+    ]
+
+
+def _build(log: list[dict[str, object]], **kw: object) -> dataset.TrainingSet:
+    table = pa.Table.from_pylist(log)
+    return dataset.build(table, window_days=7, as_of=(T0 + 21 * D).timestamp(), split="customer", **kw)  # type: ignore[arg-type]
+
+
+def test_labels_censoring_and_attribution() -> None:
+    ts = _build(_tiny_log(), eval_fraction=0.0, valid_fraction=0.0)
+    got = dict(zip(ts.meta["send_id"].to_list(), ts.y.tolist(), strict=True))
+    assert got == {"e1": 1.0, "e2": 1.0, "e4": 0.0, "b1": 0.0}  # e3 censored: its window is not over
+    assert ts.stats["censored"] == 1
+    values = dict(zip(ts.meta["send_id"].to_list(), ts.meta["conv_value"].to_list(), strict=True))
+    assert values["e1"] == 30
+    assert values["e2"] == 20
+
+
+def test_value_objective_and_click_objective() -> None:
+    ts = _build(_tiny_log(), objective="value", eval_fraction=0.0, valid_fraction=0.0)
+    assert dict(zip(ts.meta["send_id"].to_list(), ts.y.tolist(), strict=True))["e1"] == 30.0
+    ts = _build(_tiny_log(), objective="click", eval_fraction=0.0, valid_fraction=0.0)
+    assert dict(zip(ts.meta["send_id"].to_list(), ts.y.tolist(), strict=True)) == {
+        "e1": 1.0,
+        "e2": 0.0,
+        "e4": 0.0,
+        "b1": 0.0,
+    }
+
+
+def test_rows_see_only_the_strict_past() -> None:
+    ts = _build(_tiny_log(), eval_fraction=0.0, valid_fraction=0.0)
+    names = ts.names
+    rows = {sid: ts.X[i] for i, sid in enumerate(ts.meta["send_id"].to_list())}
+    assert rows["e1"][names.index("sent_total")] == 0  # nothing before the first send, not even itself
+    assert rows["e2"][names.index("visited_total")] == 0  # same-instant visit excluded
+    assert rows["e2"][names.index("converted_total")] == 1  # e1's conversion happened before
+    assert rows["e2"][names.index("sent_total")] == 1
+    assert rows["e4"][names.index("visited_total")] == 1  # ... and is seen by the next send
+
+
+def _brute_force_row(events: list[dict[str, Any]], send: dict[str, Any], ts: dataset.TrainingSet) -> list[float]:
+    """Fold only the customer's events strictly before the send, then take the row: the definition."""
+    cat = catalogue()
+    agg = Aggregate.empty()
+    at = send["occurred_at"].timestamp()
+    for ev in sorted(events, key=lambda e: e["occurred_at"]):
+        t = ev["occurred_at"].timestamp()
+        if ev["customer_id"] == send["customer_id"] and t < at:
+            kind = EVENT_INDEX[ev["event_type"]]
+            fold(agg, FoldEvent(ev["event_id"], cat.index[ev["channel"]], kind, t, ev["value"]))
+    channel = cat.index[send["channel"]]
+    return row(agg, {}, ts.layout, channel, at, ZoneInfo("UTC"), send["message_id"], ts.levels["message"])
+
+
+def test_every_row_equals_a_replay_of_the_strict_past_on_simulated_data() -> None:
+    sim = simulate(SimConfig(customers=60, days=25, seed=3))
+    tps = sim["touchpoints"].to_pylist()
+    ts = dataset.build(sim["touchpoints"], None, sim["decisions"], split="customer", eval_fraction=0.0)
+    by_id = {t["event_id"]: t for t in tps}
+    sample = ts.meta["send_id"].to_list()[::7]
+    assert len(sample) > 20
+    index = {sid: i for i, sid in enumerate(ts.meta["send_id"].to_list())}
+    for sid in sample:
+        expected = np.array(_brute_force_row(tps, by_id[sid], ts), dtype=np.float32)
+        np.testing.assert_allclose(ts.X[index[sid]], expected, rtol=1e-6, err_msg=sid)
+
+
+def test_temporal_split_purges_the_window_and_customer_split_separates_customers() -> None:
+    sim = simulate(SimConfig(customers=200, days=40, seed=4))
+    ts = dataset.build(sim["touchpoints"], sim["profiles"], sim["decisions"], window_days=7, max_contexts=50)
+    send_ts = ts.meta["send_ts"].to_numpy()
+    train, evaluation = send_ts[ts.split == "train"], send_ts[ts.split == "eval"]
+    valid = send_ts[ts.split == "valid"]
+    assert len(train)
+    assert len(evaluation)
+    assert len(valid)
+    assert train.max() + 7 * 86400 <= evaluation.min()  # no training label peeks into the evaluation period
+    assert train.max() <= valid.min()
+    assert ts.contexts is not None
+    assert 0 < len(ts.contexts) <= 50
+    ts2 = dataset.build(sim["touchpoints"], sim["profiles"], sim["decisions"], split="customer", max_contexts=10)
+    cust = np.array(ts2.meta["customer_id"].to_list())
+    assert not set(cust[ts2.split == "eval"]) & set(cust[ts2.split == "train"])
+
+
+def test_candidate_grid_uses_the_same_features_as_training_rows() -> None:
+    """A decision's candidate row for the action it logged equals that send's training row."""
+    log = [
+        _tp("x1", "a", "email", "sent", T0, message_id="m1"),
+        _tp("x1o", "a", "email", "opened", T0 + H),
+        _tp("x2", "a", "sms", "sent", T0 + 2 * D, message_id="m2", decision_id="d2"),
+    ]
+    decisions = pa.Table.from_pylist(
+        [
+            {
+                "decision_id": "d2",
+                "customer_id": "a",
+                "decided_at": T0 + 2 * D - 3 * H,
+                "channel": "sms",
+                "send_at": T0 + 2 * D,
+                "message_id": "m2",
+                "propensity": 0.5,
+                "policy": "model",
+            }
+        ]
+    )
+    profiles = pa.Table.from_pylist(
+        [{"customer_id": "a", "timezone": "Europe/Paris", "consent": '{"sms": true}', "attributes": "{}"}]
+    )
+    ts = dataset.build(
+        pa.Table.from_pylist(log),
+        profiles,
+        decisions,
+        window_days=1,
+        as_of=(T0 + 5 * D).timestamp(),
+        split="customer",
+        eval_fraction=1.0,
+    )
+    ctx = ts.contexts
+    assert ctx is not None
+    assert len(ctx) == 2  # d2, and x1 (no logged decision: decided an hour before its send)
+    k = ctx.decision_id.index("d2")
+    assert ctx.propensity[k] == 0.5
+    c, s, m = ctx.logged_channel[k], ctx.logged_slot[k], ctx.logged_message[k]
+    assert s >= 0
+    assert m >= 0
+    assert ctx.allowed[k, c]
+    grid = dataset.candidate_matrix(ctx, k, ts.levels["message"], ts.layout)
+    i = ts.meta["send_id"].to_list().index("x2")
+    np.testing.assert_allclose(grid[c, s, m], ts.X[i])
+
+
+def test_bad_inputs_say_what_is_wrong() -> None:
+    with pytest.raises(ValueError, match="objective"):
+        _build(_tiny_log(), objective="likes")
+    with pytest.raises(ValueError, match="complete attribution window"):
+        dataset.build(pa.Table.from_pylist(_tiny_log()[:3]), window_days=30)
+
+
+def test_sends_without_logged_decisions_still_get_a_grid() -> None:
+    """No decisions table: held-out sends are evaluated as decided an hour before, propensity unknown."""
+    sim = simulate(SimConfig(customers=150, days=30, seed=6))
+    ts = dataset.build(sim["touchpoints"], sim["profiles"], None, max_contexts=40)
+    ctx = ts.contexts
+    assert ctx is not None
+    assert len(ctx) == 40
+    assert np.isnan(ctx.propensity).all()
+    assert (ctx.logged_slot == 0).all()  # the send hour is the first slot after the decision
+
+
+def test_parallel_replay_equals_serial_replay() -> None:
+    sim = simulate(SimConfig(customers=120, days=30, seed=8))
+    args = (sim["touchpoints"], sim["profiles"], sim["decisions"])
+    serial = dataset.build(*args, max_contexts=30, workers=1)
+    parallel = dataset.build(*args, max_contexts=30, workers=2)
+    np.testing.assert_array_equal(serial.X, parallel.X)
+    assert serial.contexts is not None
+    assert parallel.contexts is not None
+    assert serial.contexts.decision_id == parallel.contexts.decision_id
+    np.testing.assert_array_equal(serial.contexts.chan, parallel.contexts.chan)
+    np.testing.assert_array_equal(serial.contexts.ch_sends_7d, parallel.contexts.ch_sends_7d)

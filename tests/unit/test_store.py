@@ -1,0 +1,262 @@
+"""model.store against in-process moto: idempotent writes, retries, profile/consent, erasure, aggregate."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from model import aws, store
+from model.aggregate import CONVERTED, OPENED, SENT, Aggregate, FoldEvent
+from model.channels import catalogue
+from model.schemas import Profile, QuietHours, Touchpoint
+from model.settings import get_settings
+from model.table import AGG_SK, PK, SK, TTL, customer_pk
+
+pytestmark = pytest.mark.usefixtures("mocked_aws")
+
+BASE = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+EMAIL = catalogue().index["email"]
+
+
+def tp(i: int, customer: str = "c1", **kw: Any) -> Touchpoint:
+    fields: dict[str, Any] = {
+        "event_id": f"ev-{i}",
+        "customer_id": customer,
+        "channel": "email",
+        "event_type": "sent",
+        "occurred_at": BASE + timedelta(minutes=i),
+    }
+    fields.update(kw)
+    return Touchpoint.model_validate(fields)
+
+
+def table_items() -> list[dict[str, Any]]:
+    ddb = aws.client("dynamodb")
+    items: list[dict[str, Any]] = []
+    for page in ddb.get_paginator("scan").paginate(TableName=get_settings().table_name):
+        items.extend(page["Items"])
+    return items
+
+
+@pytest.fixture
+def no_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    delays: list[float] = []
+    monkeypatch.setattr(store, "_sleep", delays.append)
+    return delays
+
+
+def test_writes_are_idempotent_and_duplicates_reported() -> None:
+    first = store.put_touchpoints([tp(1), tp(2), tp(2), tp(3, customer="c2")])
+    assert first == ["stored", "stored", "duplicate", "stored"]  # duplicate within the request
+    again = store.put_touchpoints([tp(2), tp(4), tp(3, customer="c2"), tp(3)])
+    assert again == ["duplicate", "stored", "duplicate", "stored"]  # ev-3 of c1 is another key than of c2
+    assert len(table_items()) == 5
+
+
+def test_touchpoint_item_has_keys_sort_key_and_ttl() -> None:
+    t = tp(7, value=12.5, campaign_id="bf", attributes={"device": "mobile", "items": 2})
+    store.put_touchpoints([t])
+    (raw,) = table_items()
+    item = store.from_image(raw)
+    assert item[PK] == "C#c1"
+    assert item[SK] == "TP#ev-7"
+    assert item["TS"] == "2026-11-20T09:07:00.000000Z#ev-7"
+    assert item[TTL] == int((t.occurred_at + timedelta(days=get_settings().touchpoint_ttl_days)).timestamp())
+    assert item["value"] == 12.5
+    assert item["attributes"] == {"device": "mobile", "items": 2}
+    assert "decision_id" not in item
+    assert store.query_touchpoints("c1") == [t]  # round trip through the item format
+
+
+def test_retention_is_occurred_at_plus_ttl_days(monkeypatch: pytest.MonkeyPatch) -> None:
+    at = datetime(2026, 11, 20, 23, 30, tzinfo=UTC)
+    assert store.retention(at, 30) == int(datetime(2026, 12, 20, 23, 30, tzinfo=UTC).timestamp())
+    paris = at.astimezone(datetime.now().astimezone().tzinfo)
+    assert store.retention(paris, 30) == store.retention(at, 30)  # independent of the offset it came with
+    monkeypatch.setenv("NBC_TOUCHPOINT_TTL_DAYS", "90")
+    get_settings.cache_clear()
+    assert store.retention(at) == int((at + timedelta(days=90)).timestamp())
+    store.put_touchpoints([tp(1)])
+    assert int(table_items()[0][TTL]["N"]) == int((tp(1).occurred_at + timedelta(days=90)).timestamp())
+
+
+def test_query_touchpoints_in_time_order_and_range() -> None:
+    tps = [tp(i) for i in (5, 1, 3, 2, 4)] + [tp(9, customer="other")]
+    store.put_touchpoints(tps)
+    assert [t.event_id for t in store.query_touchpoints("c1")] == ["ev-1", "ev-2", "ev-3", "ev-4", "ev-5"]
+    window = store.query_touchpoints("c1", start=BASE + timedelta(minutes=2), end=BASE + timedelta(minutes=4))
+    assert [t.event_id for t in window] == ["ev-2", "ev-3", "ev-4"]
+    assert [t.event_id for t in store.query_touchpoints("c1", start=BASE + timedelta(minutes=4))] == ["ev-4", "ev-5"]
+    assert [t.event_id for t in store.query_touchpoints("c1", end=BASE + timedelta(minutes=1))] == ["ev-1"]
+
+
+def test_profile_round_trip_and_consent_revocation() -> None:
+    assert store.get_profile("c1") is None
+    profile = Profile(
+        timezone="Europe/Paris",
+        consent={"email": True, "sms": True},
+        quiet_hours=QuietHours.model_validate({"start": "22:00", "end": "07:30"}),
+        attributes={"segment": "vip", "tenure_days": 400.0},
+    )
+    store.put_profile("c1", profile)
+    assert store.get_profile("c1") == profile
+    store.revoke_consent("c1", "sms", BASE)
+    after = store.get_profile("c1")
+    assert after is not None
+    assert after.consent == {"email": True, "sms": False}
+    assert after.timezone == "Europe/Paris"
+    assert not after.has_consent("sms")
+
+
+def test_revoke_consent_without_a_profile_creates_one() -> None:
+    store.revoke_consent("c9", "email", BASE)
+    profile = store.get_profile("c9")
+    assert profile is not None
+    assert profile.consent == {"email": False}
+    assert profile.timezone == "UTC"
+    store.revoke_consent("c9", "push", BASE)
+    assert store.get_profile("c9") == Profile(timezone="UTC", consent={"email": False, "push": False})
+
+
+def test_get_state_reads_aggregate_and_profile() -> None:
+    assert store.get_state("c1") == (None, None)
+    store.put_profile("c1", Profile(timezone="America/New_York"))
+    agg, profile = store.get_state("c1")
+    assert agg is None
+    assert profile is not None
+    assert profile.timezone == "America/New_York"
+    store.apply_to_aggregate("c1", [FoldEvent("a", EMAIL, SENT, BASE.timestamp())])
+    agg, _ = store.get_state("c1")
+    assert agg is not None
+    assert agg.counts[EMAIL][SENT] == 1
+
+
+def test_apply_to_aggregate_versions_and_dedupes() -> None:
+    t = BASE.timestamp()
+    store.apply_to_aggregate("c1", [FoldEvent("a", EMAIL, SENT, t), FoldEvent("b", EMAIL, OPENED, t + 60)])
+    agg = store.apply_to_aggregate(
+        "c1", [FoldEvent("b", EMAIL, OPENED, t + 60), FoldEvent("c", EMAIL, CONVERTED, t + 90, 5.0)]
+    )
+    assert agg.counts[EMAIL][OPENED] == 1  # redelivered "b" counted once
+    assert agg.value[EMAIL] == 5.0
+    item = aws.client("dynamodb").get_item(
+        TableName=get_settings().table_name, Key={PK: {"S": customer_pk("c1")}, SK: {"S": AGG_SK}}
+    )["Item"]
+    assert item["version"]["N"] == "2"
+    assert Aggregate.from_json(item["state"]["S"]) == agg
+
+
+def test_apply_to_aggregate_retries_when_another_writer_wins(
+    monkeypatch: pytest.MonkeyPatch, no_sleep: list[float]
+) -> None:
+    t = BASE.timestamp()
+    store.apply_to_aggregate("c1", [FoldEvent("a", EMAIL, SENT, t)])
+    ddb = aws.client("dynamodb")
+    real_get = ddb.get_item
+    raced = []
+
+    def get_then_race(**kwargs: Any) -> Any:
+        resp = real_get(**kwargs)
+        if not raced:  # between our read and our write, another aggregator updates the item
+            raced.append(True)
+            store.apply_to_aggregate("c1", [FoldEvent("other", EMAIL, OPENED, t + 5)])
+        return resp
+
+    monkeypatch.setattr(ddb, "get_item", get_then_race)
+    agg = store.apply_to_aggregate("c1", [FoldEvent("mine", EMAIL, CONVERTED, t + 9, 3.0)])
+    assert raced
+    assert (agg.counts[EMAIL][SENT], agg.counts[EMAIL][OPENED], agg.counts[EMAIL][CONVERTED]) == (1, 1, 1)
+    stored, _ = store.get_state("c1")
+    assert stored == agg
+
+
+def test_erase_customer_deletes_every_item_of_that_customer() -> None:
+    store.put_touchpoints([tp(i) for i in range(60)] + [tp(1, customer="keep")])
+    store.put_profile("c1", Profile())
+    store.apply_to_aggregate("c1", [FoldEvent("a", EMAIL, SENT, BASE.timestamp())])
+    assert store.erase_customer("c1") == 62
+    assert store.get_state("c1") == (None, None)
+    assert store.query_touchpoints("c1") == []
+    assert [i[PK]["S"] for i in table_items()] == ["C#keep"]
+    assert store.erase_customer("c1") == 0
+
+
+def throttle(op: str) -> ClientError:
+    code = "ProvisionedThroughputExceededException"
+    return ClientError({"Error": {"Code": code, "Message": "slow down"}}, op)
+
+
+def test_no_accepted_touchpoint_is_lost_under_unprocessed_items_and_throttling(
+    monkeypatch: pytest.MonkeyPatch, no_sleep: list[float]
+) -> None:
+    """The real moto client, wrapped: throttles, then processes only part of each batch for a while."""
+    ddb = aws.client("dynamodb")
+    real_write, real_get = ddb.batch_write_item, ddb.batch_get_item
+    calls = {"write": 0, "get": 0}
+
+    def flaky_write(**kw: Any) -> Any:
+        request_items = kw.pop("RequestItems")
+        calls["write"] += 1
+        if calls["write"] in (1, 4):
+            raise throttle("BatchWriteItem")
+        if calls["write"] <= 8:  # write only the first third, hand back the rest as unprocessed
+            ((table, reqs),) = request_items.items()
+            keep = max(1, len(reqs) // 3)
+            real_write(RequestItems={table: reqs[:keep]}, **kw)
+            rest = reqs[keep:]
+            return {"UnprocessedItems": {table: rest} if rest else {}}
+        return real_write(RequestItems=request_items, **kw)
+
+    def flaky_get(**kw: Any) -> Any:
+        request_items = kw.pop("RequestItems")
+        calls["get"] += 1
+        if calls["get"] == 1:
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow"}}, "BatchGetItem")
+        if calls["get"] == 2:
+            ((table, req),) = request_items.items()
+            half = len(req["Keys"]) // 2
+            resp = real_get(RequestItems={table: {**req, "Keys": req["Keys"][:half]}}, **kw)
+            resp["UnprocessedKeys"] = {table: {**req, "Keys": req["Keys"][half:]}}
+            return resp
+        return real_get(RequestItems=request_items, **kw)
+
+    monkeypatch.setattr(ddb, "batch_write_item", flaky_write)
+    monkeypatch.setattr(ddb, "batch_get_item", flaky_get)
+    tps = [tp(i, customer=f"c{i % 7}") for i in range(130)]
+    assert store.put_touchpoints(tps) == ["stored"] * 130
+    stored = {(i[PK]["S"], i[SK]["S"]) for i in table_items()}
+    assert stored == {(customer_pk(t.customer_id), f"TP#{t.event_id}") for t in tps}
+    assert calls["write"] > 8  # the faults really happened
+    assert len(no_sleep) >= 9  # and each retry backed off
+    assert all(0 <= d <= store.MAX_DELAY for d in no_sleep)
+
+
+def test_exhausted_retries_raise_instead_of_losing_items(
+    monkeypatch: pytest.MonkeyPatch, no_sleep: list[float]
+) -> None:
+    ddb = aws.client("dynamodb")
+
+    def always_unprocessed(**kw: Any) -> Any:
+        return {"UnprocessedItems": kw["RequestItems"]}
+
+    monkeypatch.setattr(ddb, "batch_write_item", always_unprocessed)
+    with pytest.raises(store.StoreUnavailableError, match="unprocessed"):
+        store.put_touchpoints([tp(1), tp(2)])
+    assert len(no_sleep) == store.MAX_ATTEMPTS - 1  # no pointless sleep after the last attempt
+    # backoff ceilings grow exponentially: late sleeps may be long, early ones are short
+    assert max(no_sleep[:2]) <= store.BASE_DELAY * 2
+
+
+def test_other_client_errors_are_not_retried(monkeypatch: pytest.MonkeyPatch, no_sleep: list[float]) -> None:
+    ddb = aws.client("dynamodb")
+
+    def invalid(**kw: Any) -> Any:
+        raise ClientError({"Error": {"Code": "ValidationException", "Message": "bad"}}, "BatchWriteItem")
+
+    monkeypatch.setattr(ddb, "batch_write_item", invalid)
+    with pytest.raises(ClientError):
+        store.put_touchpoints([tp(1)])
+    assert no_sleep == []

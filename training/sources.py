@@ -1,0 +1,255 @@
+"""Where the touchpoints come from: local files, the DynamoDB table, or a DynamoDB export in S3.
+
+Every source returns the same `Sources` of pyarrow Tables (touchpoints with the Touchpoint fields; profiles
+as customer_id + Profile fields, JSON-encoded; decisions), so the dataset code never knows the origin.
+
+* local: a folder holding touchpoints.(parquet|ndjson|jsonl) and optionally profiles.* and decisions.*, or
+  one touchpoint file;
+* table: a parallel Scan by segments (one thread per segment) of the single table; items are told apart by
+  their sort key: TP#<event_id>, PROFILE, DEC#<decision_id> (the aggregate, AGG, is derived and skipped);
+* export: DynamoDB's export-to-S3 format, gzipped DynamoDB-JSON lines ({"Item": {...}}) under
+  `.../AWSDynamoDB/<export-id>/data/`, read from an s3:// prefix or a local copy of it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+from model import aws
+from model.settings import get_settings
+from model.store import from_image
+from model.table import PK, SK
+
+TOUCHPOINT_FIELDS = (
+    "event_id",
+    "customer_id",
+    "channel",
+    "event_type",
+    "occurred_at",
+    "campaign_id",
+    "message_id",
+    "decision_id",
+    "value",
+    "attributes",
+)
+PROFILE_FIELDS = ("customer_id", "timezone", "consent", "quiet_hours", "attributes")
+DECISION_FIELDS = (
+    "decision_id",
+    "customer_id",
+    "decided_at",
+    "channel",
+    "send_at",
+    "message_id",
+    "propensity",
+    "policy",
+)
+_SCHEMAS = {
+    "touchpoints": pa.schema(
+        [(f, pa.float64() if f == "value" else pa.string()) for f in TOUCHPOINT_FIELDS],
+    ),
+    "profiles": pa.schema([(f, pa.string()) for f in PROFILE_FIELDS]),
+    "decisions": pa.schema([(f, pa.float64() if f == "propensity" else pa.string()) for f in DECISION_FIELDS]),
+}
+
+
+class SourceError(ValueError):
+    """The source is missing, empty or in a format we do not read."""
+
+
+@dataclass
+class Sources:
+    touchpoints: pa.Table
+    profiles: pa.Table | None = None
+    decisions: pa.Table | None = None
+
+
+# --- local files -----------------------------------------------------------------------------------------
+
+
+def _read_file(path: Path) -> pa.Table:
+    if path.suffix == ".parquet":
+        return pq.read_table(path)
+    if path.suffix in (".ndjson", ".jsonl", ".json"):
+        # Nested JSON values (attributes, consent) become JSON strings, as in the Parquet files.
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        if not rows:
+            return pajson.read_json(io.BytesIO(b'{"event_id": null}\n')).slice(0, 0)
+        return pa.Table.from_pylist([{k: _flat(v) for k, v in r.items()} for r in rows])
+    raise SourceError(f"unsupported file type {path.suffix!r} ({path}): use .parquet, .ndjson or .jsonl")
+
+
+def _flat(value: Any) -> Any:
+    return json.dumps(value) if isinstance(value, dict | list) else value
+
+
+def _find(folder: Path, stem: str) -> Path | None:
+    for ext in (".parquet", ".ndjson", ".jsonl"):
+        if (folder / f"{stem}{ext}").is_file():
+            return folder / f"{stem}{ext}"
+    return None
+
+
+def read_local(path: str | Path) -> Sources:
+    p = Path(path)
+    if p.is_file():
+        return Sources(_read_file(p))
+    if not p.is_dir():
+        raise SourceError(f"no such file or folder: {p}")
+    tp = _find(p, "touchpoints")
+    if tp is None:
+        raise SourceError(f"{p} holds no touchpoints.parquet / touchpoints.ndjson / touchpoints.jsonl")
+    prof, dec = _find(p, "profiles"), _find(p, "decisions")
+    return Sources(_read_file(tp), _read_file(prof) if prof else None, _read_file(dec) if dec else None)
+
+
+# --- DynamoDB items (table scan and export share this) ---------------------------------------------------
+
+
+def _customer(doc: dict[str, Any]) -> str:
+    pk = str(doc.get(PK, ""))
+    return str(doc.get("customer_id") or (pk[2:] if pk.startswith("C#") else pk))
+
+
+def _str(value: Any) -> str | None:
+    if value is None:
+        return None
+    return json.dumps(value) if isinstance(value, dict | list) else str(value)
+
+
+class _Collector:
+    """Sorts plain (already decoded) items into touchpoint, profile and decision rows."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, list[dict[str, Any]]] = {"touchpoints": [], "profiles": [], "decisions": []}
+
+    def add(self, doc: dict[str, Any]) -> None:
+        sk = str(doc.get(SK, ""))
+        if sk.startswith("TP#"):
+            row: dict[str, Any] = {f: _str(doc.get(f)) for f in TOUCHPOINT_FIELDS if f != "value"}
+            row["customer_id"] = _customer(doc)
+            row["value"] = float(doc.get("value") or 0.0)
+            self.rows["touchpoints"].append(row)
+        elif sk == "PROFILE":
+            nested = doc.get("profile")
+            prof: dict[str, Any] = nested if isinstance(nested, dict) else doc
+            row = {f: _str(prof.get(f)) for f in PROFILE_FIELDS}
+            row["customer_id"] = _customer(doc)
+            self.rows["profiles"].append(row)
+        elif sk.startswith("DEC#"):
+            row = {f: _str(doc.get(f)) for f in DECISION_FIELDS if f != "propensity"}
+            row["decision_id"] = row["decision_id"] or sk[4:]
+            row["customer_id"] = _customer(doc)
+            row["decided_at"] = row["decided_at"] or _str(doc.get("created_at"))
+            prop = doc.get("propensity")
+            row["propensity"] = float(prop) if prop is not None else None
+            self.rows["decisions"].append(row)
+
+    def extend(self, docs: Iterable[dict[str, Any]]) -> None:
+        for doc in docs:
+            self.add(doc)
+
+    def merge(self, other: _Collector) -> None:
+        for k, v in other.rows.items():
+            self.rows[k].extend(v)
+
+    def sources(self, origin: str) -> Sources:
+        tables = {k: pa.Table.from_pylist(v, schema=_SCHEMAS[k]) for k, v in self.rows.items()}
+        if tables["touchpoints"].num_rows == 0:
+            raise SourceError(f"no touchpoints found in {origin}")
+        return Sources(
+            tables["touchpoints"],
+            tables["profiles"] if tables["profiles"].num_rows else None,
+            tables["decisions"] if tables["decisions"].num_rows else None,
+        )
+
+
+def _scan_segment(table: str, segment: int, total: int) -> _Collector:
+    ddb = aws.client("dynamodb")
+    out = _Collector()
+    kwargs: dict[str, Any] = {"TableName": table, "Segment": segment, "TotalSegments": total}
+    while True:
+        page = ddb.scan(**kwargs)
+        out.extend(from_image(item) for item in page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            return out
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def read_table(table: str | None = None, segments: int = 4) -> Sources:
+    """Parallel Scan of the table by `segments` (one thread each); boto3 clients are thread-safe."""
+    name = table or get_settings().table_name
+    aws.client("dynamodb")  # build the cached client once, before the threads share it
+    merged = _Collector()
+    with ThreadPoolExecutor(max_workers=segments) as pool:
+        for part in pool.map(lambda s: _scan_segment(name, s, segments), range(segments)):
+            merged.merge(part)
+    return merged.sources(f"table {name}")
+
+
+# --- DynamoDB export to S3 -------------------------------------------------------------------------------
+
+
+def _export_lines(data: bytes) -> Iterator[dict[str, Any]]:
+    for line in gzip.decompress(data).splitlines():
+        if line.strip():
+            rec = json.loads(line)
+            yield from_image(rec.get("Item", rec))
+
+
+def read_export(uri: str | Path) -> Sources:
+    """All data files of a DynamoDB export (s3://bucket/prefix or a local folder), gzipped DynamoDB JSON."""
+    out = _Collector()
+    text = str(uri)
+    if text.startswith("s3://"):
+        bucket, _, prefix = text[5:].partition("/")
+        s3 = aws.client("s3")
+        keys = [
+            obj["Key"]
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            for obj in page.get("Contents", [])
+            if "/data/" in obj["Key"] and obj["Key"].endswith(".json.gz")
+        ]
+        if not keys:
+            raise SourceError(f"no export data files (…/data/*.json.gz) under {text}")
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            blobs = pool.map(lambda k: s3.get_object(Bucket=bucket, Key=k)["Body"].read(), keys)
+            for blob in blobs:
+                out.extend(_export_lines(blob))
+    else:
+        files = sorted(p for p in Path(text).rglob("*.json.gz") if "data" in p.parts)
+        if not files:
+            raise SourceError(f"no export data files (…/data/*.json.gz) under {text}")
+        for f in files:
+            out.extend(_export_lines(f.read_bytes()))
+    return out.sources(f"export {text}")
+
+
+def read_decisions(path: str | Path) -> pa.Table:
+    """A decisions file (Parquet or NDJSON) to pair with a source that lacks them (e.g. a simulation's)."""
+    return _read_file(Path(path))
+
+
+def load(source: str) -> Sources:
+    """`PATH` (files or a local export), `s3://…` (an export), or `dynamodb://TABLE` / `table:NAME`."""
+    if source.startswith("s3://"):
+        return read_export(source)
+    for scheme in ("dynamodb://", "table:", "ddb:"):
+        if source.startswith(scheme):
+            return read_table(source[len(scheme) :] or None)
+    path = Path(source)
+    if path.is_dir() and any(path.rglob("*.json.gz")):
+        return read_export(path)
+    if path.exists():
+        return read_local(path)
+    raise SourceError(f"unknown source {source!r}: a file or folder, s3://export-prefix, or dynamodb://TABLE")
