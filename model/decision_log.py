@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -53,12 +53,54 @@ def log_decisions(responses: Sequence[RecommendationResponse], at: datetime | No
     """Store decisions: PutItem for one, BatchWriteItem (retrying UnprocessedItems with backoff) for many."""
     if not responses:
         return
-    ddb = aws.client("dynamodb")
-    table = get_settings().table_name
     items = [decision_item(r, at) for r in responses]
     if len(items) == 1:
-        ddb.put_item(TableName=table, Item=items[0])
+        aws.client("dynamodb").put_item(TableName=get_settings().table_name, Item=items[0])
         return
+    _batch_put(items)
+
+
+def _iso(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    return str(value)
+
+
+def import_decisions(rows: Sequence[Mapping[str, Any]]) -> int:
+    """Store decisions logged elsewhere (e.g. a simulated or legacy logging policy) in the same item format:
+    rows with decision_id, customer_id, decided_at, channel, send_at, message_id, propensity, policy."""
+    ttl = timedelta(days=get_settings().touchpoint_ttl_days)
+    items = []
+    for row in rows:
+        decided = row.get("decided_at")
+        decided_dt = decided if isinstance(decided, datetime) else datetime.fromisoformat(str(decided))
+        item: dict[str, Any] = {
+            PK: {"S": customer_pk(str(row["customer_id"]))},
+            SK: {"S": decision_sk(str(row["decision_id"]))},
+            "type": {"S": "DEC"},
+            "decision_id": {"S": str(row["decision_id"])},
+            "customer_id": {"S": str(row["customer_id"])},
+            "policy": {"S": str(row.get("policy") or "logging")},
+            "decided_at": {"S": _iso(decided_dt)},
+            TTL: {"N": str(int((decided_dt.astimezone(UTC) + ttl).timestamp()))},
+        }
+        if row.get("propensity") is not None:
+            item["propensity"] = {"N": repr(float(row["propensity"]))}
+        for name in ("channel", "message_id"):
+            if row.get(name) is not None:
+                item[name] = {"S": str(row[name])}
+        if row.get("send_at") is not None:
+            item["send_at"] = {"S": _iso(row["send_at"])}
+        items.append(item)
+    _batch_put(items)
+    return len(items)
+
+
+def _batch_put(items: Sequence[dict[str, Any]]) -> None:
+    ddb = aws.client("dynamodb")
+    table = get_settings().table_name
     for start in range(0, len(items), WRITE_CHUNK):
         pending: list[dict[str, Any]] = [{"PutRequest": {"Item": it}} for it in items[start : start + WRITE_CHUNK]]
         for attempt in range(MAX_ATTEMPTS):

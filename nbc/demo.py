@@ -143,8 +143,13 @@ def _policy_table(report: dict[str, Any]) -> Table:
     policies: dict[str, dict[str, Any]] = report.get("policies", {})
     oracle = policies.get("oracle", {}).get("true_value")
     table = Table(title="Policy value on the held-out period (per decision)")
-    for col, justify in [("policy", "left"), ("SNIPS (off-policy)", "right"), ("95% CI", "right"),
-                         ("true value", "right"), ("% of oracle", "right")]:
+    for col, justify in [
+        ("policy", "left"),
+        ("SNIPS (off-policy)", "right"),
+        ("95% CI", "right"),
+        ("true value", "right"),
+        ("% of oracle", "right"),
+    ]:
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for name, pol in sorted(policies.items(), key=lambda kv: -(kv[1].get("true_value") or -1e9)):
         ci = pol.get("snips_ci") or pol.get("ci")
@@ -189,6 +194,7 @@ def run(customers: int, days: int, seed: int, workdir: Path) -> dict[str, Any]:
     store_dir = (workdir / "models").resolve()
     os.environ["NBC_MODEL_STORE"] = str(store_dir)
     os.environ["NBC_TABLE_NAME"] = "nbc-demo"
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")  # the handlers' JSON logs would drown the tables
     started = time.perf_counter()
     with local_aws() as endpoint:
         console.print(f"[bold]Local AWS[/bold] (moto) on {endpoint}: table nbc-demo, model store {store_dir}")
@@ -200,8 +206,10 @@ def run(customers: int, days: int, seed: int, workdir: Path) -> dict[str, Any]:
             counts = ingest(sim, progress)
             aggregate(progress)
 
-            steps = {name: progress.add_task(name, total=1, start=False) for name in
-                     ("load table", "dataset", "train", "evaluate", "publish")}
+            steps = {
+                name: progress.add_task(name, total=1, start=False)
+                for name in ("load table", "dataset", "train", "evaluate", "publish")
+            }
             names = {"load": "load table"}
 
             def step(name: str, done: int, total: int) -> None:

@@ -55,6 +55,7 @@ def local_aws(port: int | None = None) -> Iterator[str]:
     """Start moto on 127.0.0.1, provision it, yield its endpoint, stop it (and restore the environment)."""
     saved = {k: os.environ.get(k) for k in [*FAKE_CREDENTIALS, "NBC_AWS_ENDPOINT_URL"]}
     port = port or free_port()
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request lines: noise here
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"

@@ -55,8 +55,18 @@ def serve(
 
     if embedded:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request lines: noise here
+        from functions.aggregator.app import handler as aggregator
+        from nbc.lambda_events import LambdaContext
+        from nbc.local import StreamPump
+
         with local_aws():  # moto stops (and the environment is restored) when uvicorn returns
-            run()
+            # Locally, the pump plays Lambda's stream event source: new touchpoints reach the aggregator.
+            pump = StreamPump(lambda event, _ctx: aggregator(event, LambdaContext(function_name="nbc-aggregator")))
+            pump.start()
+            try:
+                run()
+            finally:
+                pump.stop()
     else:
         run()
 

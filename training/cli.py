@@ -68,6 +68,7 @@ def train(
     simulated_truth: Annotated[Path | None, typer.Option(help="truth.json of a simulation (oracle values)")] = None,
     max_decisions: Annotated[int, typer.Option(min=1, help="Held-out decisions for policy evaluation")] = 5000,
     decisions: Annotated[Path | None, typer.Option(help="Decisions file (Parquet/NDJSON) to use")] = None,
+    funnel: Annotated[bool, typer.Option("--funnel", help="Learn P(click) x P(conversion|click)")] = False,
     version: Annotated[str | None, typer.Option(help="Version name (default: timestamp)")] = None,
 ) -> None:
     """Build the point-in-time training set, train LightGBM, evaluate, and publish a versioned model."""
@@ -88,6 +89,7 @@ def train(
         max_contexts=max_decisions,
         simulated_truth=str(simulated_truth) if simulated_truth else None,
         decisions=str(decisions) if decisions else None,
+        funnel=funnel,
         version=version,
     )
     store_uri = store or get_settings().model_store

@@ -454,6 +454,7 @@ def build(
         "propensity",
         "decided_at",
         "policy",
+        "clicks",
         "conversions",
         "conv_value",
     )

@@ -117,3 +117,21 @@ def test_cli_simulate_train_promote(tmp_path: Path) -> None:
     res = runner.invoke(app, ["train", "--source", str(sim / "nope"), "--store", str(store)])
     assert res.exit_code == 2
     assert "unknown source" in res.output
+
+
+def test_funnel_model_is_one_booster_that_beats_random(sim_dir: Path, tmp_path: Path) -> None:
+    opts = pipeline.Options(
+        simulated_truth=str(sim_dir / "truth.json"), max_contexts=300, funnel=True, params={"num_threads": 1}
+    )
+    result = pipeline.run(str(sim_dir), str(tmp_path / "store"), opts)
+    pol = result.report["policies"]
+    assert result.report["training"]["engine"] == "local-funnel"
+    assert pol["model"]["true_value"] > 1.5 * pol["random"]["true_value"]
+    assert result.store.manifest(result.version).files["lightgbm"] == "model.txt"
+    with pytest.raises(ValueError, match="conversion objective"):
+        train.train_funnel(dataset.build(*_small_value_set(), objective="value", max_contexts=1))
+
+
+def _small_value_set() -> tuple:
+    sim = simulate(SimConfig(customers=80, days=25, seed=1))
+    return (sim["touchpoints"], sim["profiles"], sim["decisions"])
