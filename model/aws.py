@@ -10,7 +10,7 @@ from botocore.config import Config
 
 from model.settings import Settings, get_settings
 
-_CONFIG = Config(retries={"max_attempts": 8, "mode": "adaptive"}, connect_timeout=2, read_timeout=10)
+_CONFIG = Config(retries={"max_attempts": 8, "mode": "adaptive"}, connect_timeout=2, read_timeout=30)
 
 
 @lru_cache(maxsize=16)

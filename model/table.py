@@ -58,7 +58,7 @@ def table_definition(name: str) -> dict[str, Any]:
 
 
 def ensure_table(settings: Settings | None = None) -> str:
-    """Create the table (with stream and TTL) if it does not exist; return its stream ARN."""
+    """Create the table (with stream, TTL and point-in-time recovery) if it does not exist; return its stream ARN."""
     s = settings or get_settings()
     ddb = aws.client("dynamodb", s)
     try:
@@ -67,4 +67,8 @@ def ensure_table(settings: Settings | None = None) -> str:
         desc = ddb.create_table(**table_definition(s.table_name))["TableDescription"]
         ddb.get_waiter("table_exists").wait(TableName=s.table_name)
         ddb.update_time_to_live(TableName=s.table_name, TimeToLiveSpecification={"Enabled": True, "AttributeName": TTL})
+        # As in template.yaml: PITR protects the data and is what ExportTableToPointInTime (retraining) reads.
+        ddb.update_continuous_backups(
+            TableName=s.table_name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True}
+        )
     return str(desc.get("LatestStreamArn", ""))

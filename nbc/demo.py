@@ -24,11 +24,13 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from model import aws
 from nbc.lambda_events import LambdaContext, http_event
 from nbc.local import StreamPump, free_port, local_aws
 
-console = Console()
+console = Console(width=max(Console().width, 140))  # the tables need room, also when piped
 BATCH = 500  # touchpoints per ingest request (the API's maximum)
+EXPORT_BUCKET = "nbc-demo-exports"
 
 
 def _progress() -> Progress:
@@ -69,7 +71,8 @@ def ingest(sim: dict[str, Any], progress: Progress) -> dict[str, int]:
     from model.decision_log import import_decisions
 
     counts = {"stored": 0, "duplicate": 0, "rejected": 0}
-    tps: pa.Table = sim["touchpoints"]
+    # A backfill sends each customer's history in order, as a producer replaying its log would.
+    tps: pa.Table = sim["touchpoints"].sort_by([("customer_id", "ascending"), ("occurred_at", "ascending")])
     task = progress.add_task("ingest touchpoints (HTTP)", total=tps.num_rows)
     batch: list[dict[str, Any]] = []
     context = LambdaContext(function_name="nbc-ingest")
@@ -172,11 +175,12 @@ def _recommendation_table(answers: list[dict[str, Any]]) -> Table:
         recs = ans["recommendations"] or [{"channel": "none"}]
         first = recs[0]
         reasons = "; ".join(r["description"] for r in first.get("reasons", [])[:2]) or "-"
+        local = str(first.get("send_at_local") or "-")[:16].replace("T", " ")
         table.add_row(
             ans["customer_id"],
             ans["policy"],
             first["channel"],
-            str(first.get("send_at_local") or "-"),
+            local,
             str(first.get("message_id") or "-"),
             f"{first['p_convert']:.3f}" if first.get("p_convert") is not None else "-",
             f"{first['expected_value']:.2f}" if first.get("expected_value") is not None else "-",
@@ -187,8 +191,10 @@ def _recommendation_table(answers: list[dict[str, Any]]) -> Table:
 
 def run(customers: int, days: int, seed: int, workdir: Path) -> dict[str, Any]:
     from training import pipeline
-    from training.promote import promote
+    from training.cli import pipeline_steps
+    from training.promote import PromotionRefusedError, promote
     from training.simulate import SimConfig, simulate, write
+    from training.sources import export_table
 
     workdir.mkdir(parents=True, exist_ok=True)
     store_dir = (workdir / "models").resolve()
@@ -206,21 +212,25 @@ def run(customers: int, days: int, seed: int, workdir: Path) -> dict[str, Any]:
             counts = ingest(sim, progress)
             aggregate(progress)
 
-            steps = {
-                name: progress.add_task(name, total=1, start=False)
-                for name in ("load table", "dataset", "train", "evaluate", "publish")
-            }
-            names = {"load": "load table"}
+            # As the scheduled retraining does in AWS: export the table to S3, train from the export.
+            task = progress.add_task("export table to S3", total=1)
+            aws.client("s3").create_bucket(Bucket=EXPORT_BUCKET)
+            export = export_table(EXPORT_BUCKET, f"exports/{int(time.time())}")
+            progress.advance(task)
+
+            steps = {name: progress.add_task(name, total=1, start=False) for name in pipeline_steps()}
 
             def step(name: str, done: int, total: int) -> None:
-                task = steps[names.get(name, name)]
-                progress.start_task(task)
-                progress.update(task, completed=done, total=max(total, 1))
+                progress.start_task(steps[name])
+                progress.update(steps[name], completed=done, total=max(total, 1))
 
             opts = pipeline.Options(simulated_truth=str(workdir / "sim" / "truth.json"))
-            result = pipeline.run(f"dynamodb://{os.environ['NBC_TABLE_NAME']}", str(store_dir), opts, step)
-            task = progress.add_task("compile + promote", total=1)
-            promotion = promote(result.store, result.version, force=True)
+            result = pipeline.run(export, str(store_dir), opts, step)
+            task = progress.add_task("compile + promote (gate)", total=1)
+            try:
+                promoted = promote(result.store, result.version).message
+            except PromotionRefusedError as refused:  # a later run's model may lose to the champion
+                promoted = str(refused)
             progress.advance(task)
 
         sample = [str(c) for c in sim["profiles"].column("customer_id").to_pylist()[:5]]
@@ -239,7 +249,7 @@ def run(customers: int, days: int, seed: int, workdir: Path) -> dict[str, Any]:
     console.print(_policy_table(result.report))
     metrics = result.report.get("metrics", {})
     console.print(f"AUC {metrics.get('auc', float('nan')):.3f}, log loss {metrics.get('logloss', float('nan')):.4f}")
-    console.print(f"Promoted {promotion.version}: {promotion.message}")
+    console.print(f"Promotion: {promoted}")
     console.print(_recommendation_table(answers))
     console.print(f"HTML report: {result.store.path_of(result.version, 'report.html')}")
     console.print(f"Done in {elapsed:.0f} s.")
@@ -247,7 +257,7 @@ def run(customers: int, days: int, seed: int, workdir: Path) -> dict[str, Any]:
 
 
 def demo(
-    customers: Annotated[int, typer.Option(min=50, help="Simulated customers")] = 3000,
+    customers: Annotated[int, typer.Option(min=50, help="Simulated customers")] = 600,
     days: Annotated[int, typer.Option(min=14, help="Days of history")] = 60,
     seed: Annotated[int, typer.Option(help="Random seed")] = 7,
     workdir: Annotated[Path, typer.Option(help="Where the simulation and the model store go")] = Path(".nbc/demo"),

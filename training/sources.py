@@ -16,6 +16,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -61,6 +62,9 @@ _SCHEMAS = {
     "profiles": pa.schema([(f, pa.string()) for f in PROFILE_FIELDS]),
     "decisions": pa.schema([(f, pa.float64() if f == "propensity" else pa.string()) for f in DECISION_FIELDS]),
 }
+
+
+SCAN_PAGE = 1000  # items per Scan page
 
 
 class SourceError(ValueError):
@@ -177,7 +181,8 @@ class _Collector:
 def _scan_segment(table: str, segment: int, total: int) -> _Collector:
     ddb = aws.client("dynamodb")
     out = _Collector()
-    kwargs: dict[str, Any] = {"TableName": table, "Segment": segment, "TotalSegments": total}
+    # Bounded pages keep each response quick to produce (DynamoDB caps a page at 1 MB anyway).
+    kwargs: dict[str, Any] = {"TableName": table, "Segment": segment, "TotalSegments": total, "Limit": SCAN_PAGE}
     while True:
         page = ddb.scan(**kwargs)
         out.extend(from_image(item) for item in page.get("Items", []))
@@ -207,6 +212,23 @@ def _export_lines(data: bytes) -> Iterator[dict[str, Any]]:
             yield from_image(rec.get("Item", rec))
 
 
+def export_table(bucket: str, prefix: str, table: str | None = None, timeout: float = 600.0) -> str:
+    """Export the table to S3 with ExportTableToPointInTime (what the scheduled retraining does), wait for it,
+    and return the export's s3:// URI for `read_export`. Unlike a Scan, it consumes no read capacity."""
+    ddb = aws.client("dynamodb")
+    arn = ddb.describe_table(TableName=table or get_settings().table_name)["Table"]["TableArn"]
+    desc = ddb.export_table_to_point_in_time(TableArn=arn, S3Bucket=bucket, S3Prefix=prefix)["ExportDescription"]
+    deadline = time.monotonic() + timeout
+    while desc["ExportStatus"] == "IN_PROGRESS":
+        if time.monotonic() > deadline:
+            raise SourceError(f"export {desc['ExportArn']} still running after {timeout:.0f} s")
+        time.sleep(0.5)
+        desc = ddb.describe_export(ExportArn=desc["ExportArn"])["ExportDescription"]
+    if desc["ExportStatus"] != "COMPLETED":
+        raise SourceError(f"export failed: {desc.get('FailureCode')} {desc.get('FailureMessage')}")
+    return f"s3://{bucket}/{prefix}"
+
+
 def read_export(uri: str | Path) -> Sources:
     """All data files of a DynamoDB export (s3://bucket/prefix or a local folder), gzipped DynamoDB JSON."""
     out = _Collector()
@@ -218,18 +240,18 @@ def read_export(uri: str | Path) -> Sources:
             obj["Key"]
             for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
             for obj in page.get("Contents", [])
-            if "/data/" in obj["Key"] and obj["Key"].endswith(".json.gz")
+            if "/data/" in obj["Key"] and obj["Key"].endswith(".gz")
         ]
         if not keys:
-            raise SourceError(f"no export data files (…/data/*.json.gz) under {text}")
+            raise SourceError(f"no export data files (…/data/*.json.gz or *.gz) under {text}")
         with ThreadPoolExecutor(max_workers=4) as pool:
             blobs = pool.map(lambda k: s3.get_object(Bucket=bucket, Key=k)["Body"].read(), keys)
             for blob in blobs:
                 out.extend(_export_lines(blob))
     else:
-        files = sorted(p for p in Path(text).rglob("*.json.gz") if "data" in p.parts)
+        files = sorted(p for p in Path(text).rglob("*.gz") if "data" in p.parts)
         if not files:
-            raise SourceError(f"no export data files (…/data/*.json.gz) under {text}")
+            raise SourceError(f"no export data files (…/data/*.json.gz or *.gz) under {text}")
         for f in files:
             out.extend(_export_lines(f.read_bytes()))
     return out.sources(f"export {text}")
@@ -248,7 +270,7 @@ def load(source: str) -> Sources:
         if source.startswith(scheme):
             return read_table(source[len(scheme) :] or None)
     path = Path(source)
-    if path.is_dir() and any(path.rglob("*.json.gz")):
+    if path.is_dir() and any(p for p in path.rglob("*.gz") if "data" in p.parts):
         return read_export(path)
     if path.exists():
         return read_local(path)

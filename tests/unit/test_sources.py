@@ -118,6 +118,19 @@ def test_export_from_s3(mocked_aws: None) -> None:
     _check(sources.load("s3://exports/nbc"))
 
 
+def test_export_table_to_point_in_time_then_read(local_endpoint: str) -> None:
+    """The retraining path: DynamoDB's own export (moto writes it in AWS's format) read back from S3."""
+    store.put_touchpoints(_touchpoints())
+    store.put_profile("c1", _profile())
+    ddb = aws.client("dynamodb")
+    for i in (0, 4):
+        ddb.put_item(TableName=get_settings().table_name, Item=_decision_item(i))
+    aws.client("s3").create_bucket(Bucket="exports")
+    uri = sources.export_table("exports", "nbc/run-1")
+    assert uri == "s3://exports/nbc/run-1"
+    _check(sources.load(uri))
+
+
 def test_local_parquet_and_ndjson(tmp_path: Path) -> None:
     tps = [tp.model_dump(mode="json") for tp in _touchpoints()]
     (tmp_path / "touchpoints.ndjson").write_text("\n".join(json.dumps(t) for t in tps))
