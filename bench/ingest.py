@@ -26,12 +26,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.results import write_section  # noqa: E402
 from model.aggregate import DAY, Aggregate, FoldEvent, fold, normalise  # noqa: E402
 from model.channels import catalogue  # noqa: E402
 from model.schemas import EVENT_TYPES  # noqa: E402
 from nbc.lambda_events import LambdaContext  # noqa: E402
 
-RESULTS = ROOT / "bench" / "RESULTS.md"
 HEADING = "## Ingest (issue 2)"
 
 
@@ -178,15 +178,7 @@ def main() -> None:
     if args.no_write:
         print(section)
         return
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-    if HEADING in text:  # replace our own section only
-        before, _, rest = text.partition(HEADING)
-        after = rest[rest.find("\n## ") + 1 :] if "\n## " in rest else ""
-        text = before + section + ("\n" + after if after else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text)
-    print(f"written to {RESULTS}")
+    write_section(HEADING, section)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,8 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-RESULTS = ROOT / "bench" / "RESULTS.md"
+from bench.results import write_section  # noqa: E402
+
 HEADING = "## Scoring (issue 4)"
 CUSTOMER = "bench-customer-1"
 NOW = datetime(2026, 11, 23, 8, 12, 45, tzinfo=UTC)
@@ -553,15 +554,7 @@ def report(
     print(section)
     if args.no_write:
         return
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\n"
-    if HEADING in text:  # replace our own section only
-        before, _, rest = text.partition(HEADING)
-        after = rest[rest.find("\n## ") + 1 :] if "\n## " in rest else ""
-        text = before + section + ("\n" + after if after else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    RESULTS.write_text(text)
-    print(f"written to {RESULTS}")
+    write_section(HEADING, section)
 
 
 def get_feature_names() -> tuple[str, ...]:

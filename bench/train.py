@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import sys
 import time
 from datetime import UTC, datetime
@@ -19,10 +18,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.results import write_section
 from training import dataset, evaluate, train
 from training.simulate import Oracle, SimConfig, simulate
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "## Training (issue 3)"
 BASELINES = ("random", "global_best", "most_engaged", "last_engaged", "logging")
 
@@ -158,13 +157,6 @@ def markdown(v: dict[str, float | str], f: dict[str, float], s: dict[str, float]
     return "\n".join(lines) + "\n"
 
 
-def record(text: str) -> None:
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    new = pattern.sub(text + "\n", old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + text
-    RESULTS.write_text(new)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
@@ -178,7 +170,7 @@ def main() -> None:
     s = run_scale(28_500, 90, 8)
     text = markdown(v, f, s)
     print(text)
-    record(text)
+    write_section(SECTION, text)
 
 
 if __name__ == "__main__":

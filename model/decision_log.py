@@ -3,23 +3,14 @@ and propensity, so that sends quoting its decision_id can be evaluated off-polic
 
 from __future__ import annotations
 
-import random
-import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from model import aws
+from model import aws, store
 from model.recommend_schemas import RecommendationResponse
 from model.settings import get_settings
 from model.table import PK, SK, TTL, customer_pk, decision_sk
-
-WRITE_CHUNK = 25  # BatchWriteItem limit
-MAX_ATTEMPTS = 8
-
-
-class DecisionLogError(RuntimeError):
-    """DynamoDB left decisions unwritten past the retry budget."""
 
 
 def decision_item(resp: RecommendationResponse, at: datetime | None = None) -> dict[str, Any]:
@@ -50,14 +41,15 @@ def decision_item(resp: RecommendationResponse, at: datetime | None = None) -> d
 
 
 def log_decisions(responses: Sequence[RecommendationResponse], at: datetime | None = None) -> None:
-    """Store decisions: PutItem for one, BatchWriteItem (retrying UnprocessedItems with backoff) for many."""
+    """Store decisions: PutItem for one, BatchWriteItem for many (store.batch_write retries
+    UnprocessedItems and throttling)."""
     if not responses:
         return
     items = [decision_item(r, at) for r in responses]
     if len(items) == 1:
         aws.client("dynamodb").put_item(TableName=get_settings().table_name, Item=items[0])
         return
-    _batch_put(items)
+    store.batch_write([{"PutRequest": {"Item": it}} for it in items])
 
 
 def _iso(value: Any) -> str | None:
@@ -94,20 +86,5 @@ def import_decisions(rows: Sequence[Mapping[str, Any]]) -> int:
         if row.get("send_at") is not None:
             item["send_at"] = {"S": _iso(row["send_at"])}
         items.append(item)
-    _batch_put(items)
+    store.batch_write([{"PutRequest": {"Item": it}} for it in items])
     return len(items)
-
-
-def _batch_put(items: Sequence[dict[str, Any]]) -> None:
-    ddb = aws.client("dynamodb")
-    table = get_settings().table_name
-    for start in range(0, len(items), WRITE_CHUNK):
-        pending: list[dict[str, Any]] = [{"PutRequest": {"Item": it}} for it in items[start : start + WRITE_CHUNK]]
-        for attempt in range(MAX_ATTEMPTS):
-            resp = ddb.batch_write_item(RequestItems={table: pending})
-            pending = resp.get("UnprocessedItems", {}).get(table, [])
-            if not pending:
-                break
-            time.sleep(random.uniform(0, min(2.0, 0.05 * 2**attempt)))  # full jitter
-        else:
-            raise DecisionLogError(f"{len(pending)} decisions left unwritten after {MAX_ATTEMPTS} attempts")

@@ -116,7 +116,7 @@ def _key(customer_id: str, sk: str) -> Item:
     return {PK: {"S": customer_pk(customer_id)}, SK: {"S": sk}}
 
 
-def _batch_get(keys: Sequence[Item], projection: str | None = None, consistent: bool = True) -> list[Item]:
+def batch_get(keys: Sequence[Item], projection: str | None = None, consistent: bool = True) -> list[Item]:
     """BatchGetItem over any number of keys, retrying UnprocessedKeys and throttling."""
     ddb, table, found = _ddb(), _table(), []
     for chunk in _chunks(keys, READ_CHUNK):
@@ -142,7 +142,7 @@ def _batch_get(keys: Sequence[Item], projection: str | None = None, consistent: 
     return found
 
 
-def _batch_write(requests: Sequence[Item]) -> None:
+def batch_write(requests: Sequence[Item]) -> None:
     """BatchWriteItem (puts or deletes) in chunks of 25, retrying UnprocessedItems and throttling."""
     ddb, table = _ddb(), _table()
     for chunk in _chunks(requests, WRITE_CHUNK):
@@ -221,7 +221,7 @@ def put_touchpoints(tps: Sequence[Touchpoint]) -> list[Status]:
         keys.setdefault(k, len(statuses) - 1)
     existing = {
         (item[PK]["S"], item[SK]["S"])
-        for item in _batch_get([{PK: {"S": pk}, SK: {"S": sk}} for pk, sk in keys], projection=f"{PK}, {SK}")
+        for item in batch_get([{PK: {"S": pk}, SK: {"S": sk}} for pk, sk in keys], projection=f"{PK}, {SK}")
     }
     writes = []
     for k, i in keys.items():
@@ -229,7 +229,7 @@ def put_touchpoints(tps: Sequence[Touchpoint]) -> list[Status]:
             statuses[i] = "duplicate"
         else:
             writes.append({"PutRequest": {"Item": touchpoint_item(tps[i])}})
-    _batch_write(writes)
+    batch_write(writes)
     return statuses
 
 
@@ -336,18 +336,32 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def get_state(customer_id: str) -> tuple[Aggregate | None, Profile | None]:
-    """The scoring path's read: aggregate and profile in one BatchGetItem (eventually consistent: half the
-    cost, and a state a few hundred milliseconds old is as good for a recommendation)."""
-    agg: Aggregate | None = None
-    profile: Profile | None = None
-    for item in _batch_get([_key(customer_id, AGG_SK), _key(customer_id, PROFILE_SK)], consistent=False):
-        sk = item[SK]["S"]
-        if sk == AGG_SK:
-            agg = Aggregate.from_json(item["state"]["S"])
-        elif sk == PROFILE_SK:
-            profile = _profile_from(from_image(item))
-    return agg, profile
+State = tuple[Aggregate | None, Profile | None]
+
+
+def get_states(customer_ids: Sequence[str]) -> dict[str, State]:
+    """Aggregate and profile of each customer, (None, None) for an unknown one, in BatchGetItem calls of 100
+    keys. Eventually consistent: half the read cost, and a state a few hundred milliseconds old is as good
+    for a recommendation."""
+    unique = list(dict.fromkeys(customer_ids))
+    by_pk = {customer_pk(cid): cid for cid in unique}
+    aggs: dict[str, Aggregate] = {}
+    profiles: dict[str, Profile] = {}
+    keys = [_key(cid, sk) for cid in unique for sk in (AGG_SK, PROFILE_SK)]
+    for item in batch_get(keys, consistent=False):
+        cid = by_pk.get(item[PK]["S"])
+        if cid is None:
+            continue
+        if item[SK]["S"] == AGG_SK:
+            aggs[cid] = Aggregate.from_json(item["state"]["S"])
+        elif item[SK]["S"] == PROFILE_SK:
+            profiles[cid] = _profile_from(from_image(item))
+    return {cid: (aggs.get(cid), profiles.get(cid)) for cid in unique}
+
+
+def get_state(customer_id: str) -> State:
+    """The scoring path's read: one customer's aggregate and profile in one BatchGetItem."""
+    return get_states([customer_id])[customer_id]
 
 
 def apply_to_aggregate(customer_id: str, events: Iterable[FoldEvent]) -> Aggregate:
@@ -406,5 +420,5 @@ def erase_customer(customer_id: str) -> int:
         )
     ):
         keys.extend(page.get("Items", []))
-    _batch_write([{"DeleteRequest": {"Key": k}} for k in keys])
+    batch_write([{"DeleteRequest": {"Key": k}} for k in keys])
     return len(keys)

@@ -9,10 +9,12 @@ from typing import Any
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from mangum import Mangum
+from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from functions.common.observability import logger
+from functions.common.observability import logger, metrics, tracer
 from model.schemas import error_list
 from model.settings import get_settings
 
@@ -154,3 +156,17 @@ def create_app(*routers: APIRouter, title: str = "Next-best-channel API") -> Fas
         app.include_router(router)
     app.add_middleware(BodyLimit)
     return app
+
+
+def lambda_handler(app: FastAPI) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """The Lambda entry point of a FastAPI app: Mangum (API Gateway HTTP API v2 events), wrapped in powertools
+    logging (with the Lambda context), tracing and metrics."""
+    mangum = Mangum(app, lifespan="off", text_mime_types=[*DEFAULT_TEXT_MIME_TYPES, PROBLEM])
+
+    @logger.inject_lambda_context
+    @tracer.capture_lambda_handler
+    @metrics.log_metrics
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return dict(mangum(event, context))
+
+    return handler

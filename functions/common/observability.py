@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 
@@ -11,6 +12,9 @@ os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "nbc")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "NextBestChannel")
 if not os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
     os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")  # no X-Ray daemon outside Lambda
+
+# Routes that record no metric (a profile read, say) are normal, not worth a warning per request.
+warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 logger = Logger()
 tracer = Tracer()

@@ -6,15 +6,12 @@ import json
 from typing import Annotated, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, Response
-from mangum import Mangum
-from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
 from pydantic import BaseModel
 
-from functions.common.http import PROBLEM, create_app, problem
-from functions.common.observability import logger, metrics, pseudonym, tracer
+from functions.common.http import create_app, lambda_handler, problem
+from functions.common.observability import logger, metrics, pseudonym
 from model import store
 from model.ingest import MAX_BATCH, IngestResult, ingest
 from model.schemas import Profile, Touchpoint
@@ -146,11 +143,4 @@ def delete_customer(customer_id: CustomerId) -> Erased:
 
 
 app = create_app(router, title="Next-best-channel ingest API")
-_mangum = Mangum(app, lifespan="off", text_mime_types=[*DEFAULT_TEXT_MIME_TYPES, PROBLEM])
-
-
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return dict(_mangum(event, context))  # type: ignore[arg-type]  # two LambdaContext protocols, same object
+handler = lambda_handler(app)

@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import BotoCoreError, ClientError
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
-from mangum import Mangum
-from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
 from pydantic import BaseModel
 
-from functions.common.http import PROBLEM, create_app, problem
-from functions.common.observability import logger, metrics, pseudonym, tracer
+from functions.common.http import create_app, lambda_handler, problem
+from functions.common.observability import logger, metrics, pseudonym
 from model import store
-from model.customer_states import get_states
 from model.decide import decide
-from model.decision_log import DecisionLogError, log_decisions
+from model.decision_log import log_decisions
 from model.predictor import get_predictor
 from model.recommend_schemas import (
     BatchRequest,
@@ -30,7 +24,7 @@ from model.recommend_schemas import (
 
 UNAVAILABLE = "the customer store is unavailable or busy; retry the request"
 # DynamoDB trouble (throttling past the retry budget, a missing table, the network) is a 503, never a 500.
-STORE_ERRORS = (store.StoreUnavailableError, DecisionLogError, ClientError, BotoCoreError)
+STORE_ERRORS = (store.StoreUnavailableError, ClientError, BotoCoreError)
 JSON = "application/json"
 
 router = APIRouter(tags=["recommendations"])
@@ -87,7 +81,7 @@ async def recommend(req: RecommendationRequest) -> Response:
 )
 async def recommend_batch(batch: BatchRequest) -> Response:
     try:
-        states = get_states([req.customer_id for req in batch.requests])
+        states = store.get_states([req.customer_id for req in batch.requests])
         model = get_predictor().model()
         results = [decide(req, *states[req.customer_id], model) for req in batch.requests]
         log_decisions(results)
@@ -122,11 +116,4 @@ def health() -> Health:
 
 
 app = create_app(router, title="Next-best-channel scoring API")
-_mangum = Mangum(app, lifespan="off", text_mime_types=[*DEFAULT_TEXT_MIME_TYPES, PROBLEM])
-
-
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-@metrics.log_metrics
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return dict(_mangum(event, context))  # type: ignore[arg-type]  # two LambdaContext protocols, same object
+handler = lambda_handler(app)
