@@ -19,7 +19,6 @@ if not os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):
 warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 
-
 class _EMFProvider(AmazonCloudWatchEMFProvider):
     """Powertools' EMF provider, minus one leak: with POWERTOOLS_METRICS_DISABLED (local runs, the demo) its
     flush keeps the metric set, which then grows across invocations until add_metric prints it anyway at 100
