@@ -317,3 +317,54 @@ def test_no_function_ships_the_training_stack() -> None:
     runtime = re.search(r"^dependencies = \[(.*?)^\]", pyproject, re.MULTILINE | re.DOTALL)
     assert runtime
     assert not [h for h in (*HEAVY, "scikit-learn", "dask") if h in runtime.group(1)]
+
+
+def _state_machine_commands(template: dict[str, Any]) -> list[list[str]]:
+    """The container commands of the retraining run, with execution names and bucket filled in."""
+    states = template["Resources"]["RetrainStateMachine"]["Properties"]["Definition"]["States"]
+    commands = []
+    for state in states.values():
+        if state.get("Resource") != "arn:aws:states:::ecs:runTask.sync":
+            continue
+        text = state["Parameters"]["Overrides"]["ContainerOverrides"][0]["Command.$"]["Fn::Sub"]
+        text = text.replace("${ModelBucket}", "bucket")
+        text = re.sub(r"States\.Format\('([^']*)\{\}', \$\$\.Execution\.Name\)", r"'\g<1>run-1'", text)
+        text = text.replace("$$.Execution.Name", "'run-1'")
+        inner = re.fullmatch(r"States\.Array\((.*)\)", " ".join(text.split()))
+        assert inner, text
+        commands.append(re.findall(r"'([^']*)'", inner.group(1)))
+    return commands
+
+
+def test_retraining_commands_are_valid_nbc_invocations(template: dict[str, Any]) -> None:
+    """Every argument the state machine passes is an option `nbc` knows (a rename would break retraining)."""
+    import typer.main
+
+    from nbc.cli import app
+
+    group = typer.main.get_command(app)
+    commands = _state_machine_commands(template)
+    assert [c[:2] for c in commands] == [["nbc", "train"], ["nbc", "promote"]]
+    params = {}
+    for argv in commands:
+        command = group.get_command(None, argv[1])  # type: ignore[arg-type]
+        assert command is not None, argv
+        params[argv[1]] = command.make_context(argv[1], argv[2:]).params  # raises on an unknown option
+    assert params["train"]["source"] == "s3://bucket/exports/run-1"
+    for name in ("train", "promote"):
+        assert params[name]["store"] == "s3://bucket/models"
+        assert params[name]["version"] == "run-1"
+
+
+def test_training_image_copies_what_exists_and_installs_the_training_extra() -> None:
+    dockerfile = (ROOT / "training" / "Dockerfile").read_text()
+    sources = [src for line in dockerfile.splitlines() if line.startswith("COPY ") for src in line.split()[1:-1]]
+    assert sources
+    assert [src for src in sources if not (ROOT / src).exists()] == []
+    for package in ("model", "functions", "training", "nbc"):  # what pyproject's wheel packages
+        assert package in sources
+    extras = re.findall(r"--extra (\S+)", dockerfile)
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert "training" in extras
+    assert all(re.search(rf"^{e} = \[", pyproject, re.MULTILINE) for e in extras)
+    assert "libgomp1" in dockerfile  # lib_lightgbm.so links libgomp, absent from slim images
