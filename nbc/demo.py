@@ -8,6 +8,7 @@ ask it for recommendations -> print what the model is worth against the baseline
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 import time
@@ -147,32 +148,40 @@ def api_server() -> Iterator[str]:
         thread.join(timeout=10)
 
 
+def _num(value: Any, fmt: str = ".4f") -> str:
+    """A number for a table cell; '-' where there is none (null, or NaN when no logged action matched)."""
+    return format(value, fmt) if isinstance(value, int | float) and math.isfinite(value) else "-"
+
+
 def _policy_table(report: dict[str, Any]) -> Table:
     policies: dict[str, dict[str, Any]] = report.get("policies", {})
     oracle = policies.get("oracle", {}).get("true_value")
     table = Table(
         title="Policy value on the held-out period (net value per decision)",
         caption="true value: exact, under the simulator's oracle. SNIPS: the off-policy estimate from logged "
-        "propensities, as on real data; few logged actions match a deterministic policy at this size, hence "
-        "the wide intervals.",
+        "propensities, as on real data; it rests on the logged decisions whose action the policy would have taken "
+        "(matched), few at this size for a deterministic policy, hence the wide intervals.",
     )
     for col, justify in [
         ("policy", "left"),
         ("SNIPS (off-policy)", "right"),
         ("95% CI", "right"),
+        ("matched", "right"),
         ("true value", "right"),
         ("% of oracle", "right"),
     ]:
         table.add_column(col, justify=justify)  # type: ignore[arg-type]
     for name, pol in sorted(policies.items(), key=lambda kv: -(kv[1].get("true_value") or -1e9)):
-        ci = pol.get("snips_ci") or pol.get("ci")
+        ci = pol.get("snips_ci") or [None, None]
         true = pol.get("true_value")
+        share = 100 * true / oracle if isinstance(true, int | float) and oracle else None
         table.add_row(
             name,
-            f"{pol['snips']:.4f}" if pol.get("snips") is not None else "-",
-            f"[{ci[0]:.4f}, {ci[1]:.4f}]" if ci else "-",
-            f"{true:.4f}" if true is not None else "-",
-            f"{100 * true / oracle:.1f}%" if true is not None and oracle else "-",
+            _num(pol.get("snips")),
+            f"[{_num(ci[0])}, {_num(ci[1])}]" if _num(ci[0]) != "-" else "-",
+            _num(pol.get("matches"), ",d") if isinstance(pol.get("matches"), int) else "-",
+            _num(true),
+            f"{_num(share, '.1f')}%" if share is not None else "-",
         )
     return table
 
