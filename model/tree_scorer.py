@@ -58,13 +58,55 @@ class CompileError(ValueError):
 
 @dataclass(frozen=True)
 class _GroupPlan:
-    start: int
+    """Per-model structures of one feature group, built once: the per-request work only indexes them.
+
+    Decisions are taken per distinct split ("key": feature, threshold, missing type, default direction,
+    category set), not per node: LightGBM bins each feature into at most `max_bin` thresholds, so 500 trees
+    of a group share a few hundred keys, and every node reads its key's decision.
+    """
+
     nodes: IntArray  # internal nodes that test a feature of this group
-    local_feature: IntArray  # their feature, relative to the group's first column
-    e_leaf: IntArray  # path entries (leaf, node position in `nodes`, direction) touching this group
-    e_pos: IntArray
+    k_node: IntArray  # per key: a node with that split (LightGBM's full rule is evaluated on it)
+    k_feature: IntArray  # per key: its feature, relative to the group's first column
+    k_threshold: FloatArray
+    # Where `x <= threshold` is not LightGBM's rule: categorical splits whose set fits one uint64 word
+    # (`k_cat_bits`, tested inline), and the rest (missing type Zero, wider sets) for the full `_go_left`.
+    k_narrow_cat: BoolArray
+    k_cat_bits: npt.NDArray[np.uint64]
+    k_slow: BoolArray
+    # When the group has ONE value (the customer), its splits prune leaves. Leaves are numbered depth-first,
+    # so a subtree's leaves are a contiguous range; the leaf set is a bitset of 64-leaf words, and a split
+    # keeps the leaves of the branch it takes: one AND per (node, word its subtree overlaps).
+    w_key: IntArray  # entry -> key of its node
+    w_keep_left: npt.NDArray[np.uint64]  # the entry's word with the right subtree's leaves cleared
+    w_keep_right: npt.NDArray[np.uint64]  # ... with the left subtree's leaves cleared
+    w_words: IntArray  # the distinct words touched, and where their entries start (sorted by word)
+    w_starts: IntArray
+    # When the group has several values: its path entries (leaf, key of the node, direction), leaf by leaf.
+    e_leaf: IntArray
+    e_key: IntArray
     e_left: BoolArray
-    e_start: IntArray  # CSR offsets of the entries by leaf
+
+
+@dataclass(frozen=True)
+class _MultiPlan:
+    """The path entries of all multi-valued groups of one request shape, as one CSR by leaf.
+
+    A key's decisions for all values of its group are bit-packed (bit v: value v goes left) into the
+    group's place in a few uint64 words (groups share a word while they fit: 8 channels + 48 slots + 3
+    messages is one word). One table row per key of every group, so one gather, one XOR and one
+    OR-reduction per leaf tell, for every group at once, which values the leaf's splits agree with.
+    """
+
+    groups: tuple[int, ...]  # group indices, in plan order
+    key_off: IntArray  # table rows: group k's keys start at key_off[k]
+    e_start: IntArray  # CSR offsets by leaf
+    e_row: IntArray  # table row of the entry's key
+    e_flip: npt.NDArray[np.uint64]  # (entries, words): the group's bits if the entry goes left, else 0
+    word: tuple[int, ...]  # per group: first word and bit offset of its values
+    offset: tuple[int, ...]
+    bits: npt.NDArray[np.uint64]  # (groups, words): each group's value bits
+    full: npt.NDArray[np.uint64]  # (words,): every group's value bits set
 
 
 class TreeScorer:
@@ -113,6 +155,7 @@ class TreeScorer:
         self.bias = float(self.value[self.tree_root].sum())
         self._scale = 1.0 / self.n_trees if self.average_output and self.n_trees else 1.0
         self._plans: dict[tuple[int, ...], list[_GroupPlan]] = {}
+        self._multi: dict[tuple[tuple[int, ...], tuple[int, ...]], _MultiPlan] = {}
         internal = np.flatnonzero(self.feature >= 0)
         if len(internal) and int(self.feature[internal].max()) >= self.n_features:
             raise CompileError("a split uses a feature index beyond the feature list")
@@ -411,29 +454,135 @@ class TreeScorer:
         if sum(widths) != self.n_features:
             raise ValueError(f"feature groups of widths {widths} do not cover the {self.n_features} features")
         plan = []
-        internal = np.flatnonzero(self.feature >= 0)
-        pos_of = np.full(len(self.feature), -1, np.int64)
+        key_of = np.full(len(self.feature), -1, np.int64)
+        path_feature = self.feature[self.path_node]
+        # First 64 bits of each categorical split's set; "narrow" when the set has no category beyond 63.
+        offset, n_cat = self.cat_offset, self.cat_len
+        high = np.where(n_cat > 1, self.cat_words[np.minimum(offset + 1, len(self.cat_words) - 1)], 0)
+        cat_bits = self.cat_words[offset].astype(np.uint64) | (high.astype(np.uint64) << np.uint64(32))
+        narrow = self.is_cat & (n_cat <= 2)
+        cat_bits = np.where(narrow, cat_bits, np.uint64(0))
         start = 0
         for width in widths:
-            f = self.feature[internal]
-            nodes = internal[(f >= start) & (f < start + width)].astype(np.int64)
-            pos_of[nodes] = np.arange(len(nodes))
-            in_group = pos_of[self.path_node] >= 0
-            in_group &= (self.feature[self.path_node] >= start) & (self.feature[self.path_node] < start + width)
+            f = self.feature[self._internal]
+            nodes = self._internal[(f >= start) & (f < start + width)].astype(np.int64)
+            fields = np.column_stack(
+                [
+                    self.feature[nodes],
+                    self.threshold[nodes].view(np.int64),
+                    self.missing[nodes],
+                    self.default_left[nodes],
+                    self.is_cat[nodes],
+                    cat_bits[nodes].view(np.int64),
+                    np.where(self.is_cat[nodes] & ~narrow[nodes], nodes, -1),  # wide sets: a key each
+                ]
+            ).astype(np.int64)
+            _, first, inverse = np.unique(fields, axis=0, return_index=True, return_inverse=True)
+            k_node = nodes[first]
+            key_of[nodes] = inverse.reshape(-1)
+            in_group = (path_feature >= start) & (path_feature < start + width)
+            # (node, word) entries: every 64-leaf word that the node's subtree overlaps.
+            lo, mid, hi = self.leaf_lo[nodes], self.leaf_mid[nodes], self.leaf_hi[nodes]
+            first_word = lo >> 6
+            n_words = ((hi - 1) >> 6) - first_word + 1
+            w_pos = np.repeat(np.arange(len(nodes)), n_words)
+            word = np.repeat(first_word - (np.cumsum(n_words) - n_words), n_words) + np.arange(len(w_pos))
+            order = np.argsort(word, kind="stable")
+            words, starts = np.unique(word[order], return_index=True)
+            w_pos = w_pos[order]
+            word = word[order]
             plan.append(
                 _GroupPlan(
-                    start=start,
                     nodes=nodes,
-                    local_feature=self.feature[nodes] - start,
+                    k_node=k_node,
+                    k_feature=self.feature[k_node] - start,
+                    k_threshold=self.threshold[k_node],
+                    k_narrow_cat=narrow[k_node],
+                    k_cat_bits=cat_bits[k_node],
+                    k_slow=(self.is_cat[k_node] & ~narrow[k_node])
+                    | (~self.is_cat[k_node] & (self.missing[k_node] == MISSING_ZERO)),
+                    w_key=key_of[nodes[w_pos]],
+                    w_keep_left=~_word_bits(mid[w_pos], hi[w_pos], word),
+                    w_keep_right=~_word_bits(lo[w_pos], mid[w_pos], word),
+                    w_words=words.astype(np.int64),
+                    w_starts=starts.astype(np.int64),
                     e_leaf=self.path_leaf[in_group],
-                    e_pos=pos_of[self.path_node[in_group]],
+                    e_key=key_of[self.path_node[in_group]],
                     e_left=self.path_left[in_group],
-                    e_start=np.searchsorted(self.path_leaf[in_group], np.arange(len(self.leaf_node) + 1)),
                 )
             )
             start += width
         self._plans[widths] = plan
         return plan
+
+    def _multi_plan(self, widths: tuple[int, ...], sizes: tuple[int, ...], plan: list[_GroupPlan]) -> _MultiPlan:
+        groups = tuple(g for g, n in enumerate(sizes) if n > 1)
+        key = (widths, tuple(sizes[g] for g in groups))
+        mp = self._multi.get(key)
+        if mp is not None:
+            return mp
+        word, offset = [], []
+        w, o = 0, 0
+        for g in groups:
+            v = sizes[g]
+            if o and (v > 64 or o + v > 64):  # a group starts a new word rather than straddle two
+                w, o = w + 1, 0
+            word.append(w)
+            offset.append(o)
+            if v > 64:
+                w, o = w + -(-v // 64), 0
+            else:
+                o += v
+        n_words = w + (1 if o else 0)
+        group_bits = np.zeros((len(groups), n_words), dtype=np.uint64)
+        key_off = np.cumsum([0, *(len(plan[g].k_node) for g in groups)])
+        leaf, row, flip = [], [], []
+        for k, g in enumerate(groups):
+            ones = _pack(np.ones((1, sizes[g]), dtype=bool))[0]
+            if len(ones) == 1:
+                group_bits[k, word[k]] = ones[0] << np.uint64(offset[k])
+            else:
+                group_bits[k, word[k] : word[k] + len(ones)] = ones
+            p = plan[g]
+            leaf.append(p.e_leaf)
+            row.append(p.e_key + key_off[k])
+            flip.append(np.where(p.e_left[:, None], group_bits[k][None, :], np.uint64(0)))
+        e_leaf = np.concatenate(leaf)
+        order = np.argsort(e_leaf, kind="stable")
+        mp = _MultiPlan(
+            groups=groups,
+            key_off=key_off,
+            e_start=np.searchsorted(e_leaf[order], np.arange(len(self.leaf_node) + 1)),
+            e_row=np.concatenate(row)[order],
+            e_flip=np.concatenate(flip)[order].reshape(-1, n_words),
+            word=tuple(word),
+            offset=tuple(offset),
+            bits=group_bits,
+            full=np.bitwise_or.reduce(group_bits, axis=0),
+        )
+        self._multi[key] = mp
+        return mp
+
+    def _decide(self, g: _GroupPlan, x: FloatArray) -> BoolArray:
+        """Decisions of the group's keys for values `x` ((keys,) or (keys, V), row i for key i):
+        `x <= threshold`, the categorical set where it fits a word, and LightGBM's full rule (`_go_left`)
+        where neither is exact (missing type Zero, wide sets, NaN values of numerical splits)."""
+        column = x.ndim == 2
+        go: BoolArray = x <= (g.k_threshold[:, None] if column else g.k_threshold)
+        cat = np.flatnonzero(g.k_narrow_cat)
+        if len(cat):
+            xc = x[cat]
+            # LightGBM: NaN and codes <= -1 go right; int(x) truncates, so (-1, 0) is category 0.
+            inside = (xc > -1.0) & (xc < 64.0)
+            code = np.where(inside & (xc > 0.0), xc, 0.0).astype(np.uint64)
+            bits = g.k_cat_bits[cat][:, None] if column else g.k_cat_bits[cat]
+            go[cat] = inside & (((bits >> code) & np.uint64(1)) != 0)
+        nan = np.isnan(x)
+        slow = g.k_slow | ((nan.any(axis=1) if column else nan) & ~g.k_narrow_cat)
+        idx = np.flatnonzero(slow)
+        if len(idx):
+            go[idx] = self._go_left(g.k_node[idx], x[idx])
+        return go
 
     def grid_raw(self, groups: Sequence[npt.ArrayLike]) -> FloatArray:
         """Raw scores of every combination of group values: result[v_1, ..., v_K].
@@ -447,83 +596,93 @@ class TreeScorer:
     def grid(self, groups: Sequence[npt.ArrayLike]) -> GridScores:
         """`grid_raw`, keeping what is needed to explain any cell (`GridScores.contributions`)."""
         mats = [np.atleast_2d(np.asarray(g, dtype=np.float64)) for g in groups]
-        plan = self._plan(tuple(m.shape[1] for m in mats))
+        widths = tuple(m.shape[1] for m in mats)
+        plan = self._plan(widths)
         sizes = tuple(m.shape[0] for m in mats)
         n_leaves = len(self.leaf_node)
-        # Single-valued groups (the customer) prune leaves; their splits are decided once.
-        # A single-valued group (the customer) decides its splits once: each split rules out the leaf
-        # range of the subtree it does not take (a difference array marks the ruled-out ranges).
-        cut = np.zeros(n_leaves + 1, dtype=np.int64)
+        # Single-valued groups (the customer) prune leaves: AND, per 64-leaf word, what each split keeps.
+        alive = np.full(-(-n_leaves // 64), _ALL)
         for g, mat in zip(plan, mats, strict=True):
-            if mat.shape[0] != 1 or not len(g.nodes):
-                continue
-            go = self._go_left(g.nodes, mat[0][g.local_feature])
-            lo = np.where(go, self.leaf_mid[g.nodes], self.leaf_lo[g.nodes])
-            hi = np.where(go, self.leaf_hi[g.nodes], self.leaf_mid[g.nodes])
-            cut += np.bincount(lo, minlength=n_leaves + 1) - np.bincount(hi, minlength=n_leaves + 1)
-        alive = np.cumsum(cut[:n_leaves]) == 0
-        leaves = np.flatnonzero(alive)
-        compact = np.full(n_leaves, -1, np.int64)
-        compact[leaves] = np.arange(len(leaves))
-        okbits: list[npt.NDArray[np.uint64]] = []  # per multi-valued group: (leaves, words), bit v = value v agrees
-        axes: list[int] = []
-        for axis, (g, mat) in enumerate(zip(plan, mats, strict=True)):
-            n_values = mat.shape[0]
-            if n_values == 1:
-                continue
-            full = _pack(np.ones((1, n_values), dtype=bool))[0]
-            ok = np.tile(full, (len(leaves), 1))
-            sel = _ranges(g.e_start, leaves)
-            e_leaf, e_pos, e_left = g.e_leaf[sel], g.e_pos[sel], g.e_left[sel]
-            if len(e_leaf):
-                # Decide only the splits that lie on a surviving leaf's path.
-                need = np.zeros(len(g.nodes), dtype=bool)
-                need[e_pos] = True
-                idx = np.flatnonzero(need)
-                pos = np.cumsum(need) - 1
-                feats = g.local_feature[idx]
-                nan_cols = np.asarray(np.isnan(mat).any(axis=0), dtype=bool)
-                go = self._go_left(g.nodes[idx], mat.T[feats], nan_cols[feats])
-                # Bit-pack the decisions (bit v = value v goes left), then OR the disagreements per leaf.
-                bits = _pack(go)
-                wrong = bits[pos[e_pos]] ^ np.where(e_left[:, None], _ALL, np.uint64(0))
-                starts = np.flatnonzero(np.concatenate(([True], e_leaf[1:] != e_leaf[:-1])))
-                bad = np.bitwise_or.reduceat(wrong, starts, axis=0)
-                ok[compact[e_leaf[starts]]] = ~bad & full
-            okbits.append(ok)
-            axes.append(axis)
+            if mat.shape[0] == 1 and len(g.nodes):
+                go = self._decide(g, mat[0][g.k_feature])[g.w_key]
+                kept = np.where(go, g.w_keep_left, g.w_keep_right)
+                alive[g.w_words] &= np.bitwise_and.reduceat(kept, g.w_starts)
+        leaves = np.flatnonzero(np.unpackbits(alive.view(np.uint8), bitorder="little")[:n_leaves])
         values = self.leaf_value[leaves]
-        if not okbits:
-            return GridScores(self, np.full(sizes, values.sum()), leaves, [], [])
-        if len(okbits) > 1:  # drop leaves that no combination reaches
-            keep = np.logical_and.reduce([(ok != 0).any(axis=1) for ok in okbits])
-            values = values[keep]
-            leaves = leaves[keep]
-            okbits = [ok[keep] for ok in okbits]
-        oks = [_unpack(ok, mats[a].shape[0]) for ok, a in zip(okbits, axes, strict=True)]
-        # Largest group on the right of one GEMM, the others broadcast together on the left.
-        right = max(range(len(oks)), key=lambda i: oks[i].shape[1])
-        n = len(values)
-        lhs = values[:, None]
+        if all(n == 1 for n in sizes):
+            return GridScores(self, np.full(sizes, values.sum()), leaves, np.zeros((len(leaves), 0), np.uint64), {})
+        # Multi-valued groups: which of its group's values does each split on a surviving leaf's path agree with?
+        mp = self._multi_plan(widths, sizes, plan)
+        n_words = len(mp.full)
+        table = np.zeros((int(mp.key_off[-1]), n_words), dtype=np.uint64)  # per key: bit v = value v goes left
+        for k, gi in enumerate(mp.groups):
+            g = plan[gi]
+            if not len(g.k_node):
+                continue
+            bits = _pack(self._decide(g, np.ascontiguousarray(mats[gi].T)[g.k_feature]))
+            rows = slice(int(mp.key_off[k]), int(mp.key_off[k + 1]))
+            if bits.shape[1] == 1:
+                table[rows, mp.word[k]] = bits[:, 0] << np.uint64(mp.offset[k])
+            else:
+                table[rows, mp.word[k] : mp.word[k] + bits.shape[1]] = bits
+        lens = mp.e_start[leaves + 1] - mp.e_start[leaves]
+        sel = _ranges(mp.e_start, leaves)
+        flat = n_words == 1  # the usual case: 1-D arrays, cheaper to index than (n, 1)
+        rows, flips = (table.reshape(-1), mp.e_flip.reshape(-1)) if flat else (table, mp.e_flip)
+        wrong = rows[mp.e_row[sel]] ^ flips[sel]  # per entry: the values that contradict its direction
+        ok = np.tile(mp.full, (len(leaves), 1))
+        has = lens > 0
+        if has.any():
+            bad = np.bitwise_or.reduceat(wrong, (np.cumsum(lens) - lens)[has], axis=0)
+            ok[has] = (~bad & mp.full[0])[:, None] if flat else ~bad & mp.full
+        # raw = sum over leaves of value x (left groups' agreement, outer product) x (right group's agreement).
+        # Leaves share few agreement patterns per side: sum the values per (left, right) pattern pair, then
+        # two small GEMMs over the distinct patterns instead of one over every leaf.
+        right = max(range(len(mp.groups)), key=lambda k: sizes[mp.groups[k]])
+        right_bits = mp.bits[right]
+        left_bits = np.bitwise_or.reduce(np.delete(mp.bits, right, axis=0), axis=0)
+        left_keys, left_inv = _unique_rows(ok & left_bits)
+        right_keys, right_inv = _unique_rows(ok & right_bits)
+        weights = np.bincount(
+            left_inv * len(right_keys) + right_inv, weights=values, minlength=len(left_keys) * len(right_keys)
+        ).reshape(len(left_keys), len(right_keys))
+        lhs = np.ones((len(left_keys), 1))
         order: list[int] = []
-        for i, ok in enumerate(oks):
-            if i != right:
-                lhs = (lhs[:, :, None] * ok[:, None, :]).reshape(n, -1)
-                order.append(axes[i])
-        order.append(axes[right])
-        out = lhs.T @ oks[right].astype(np.float64)  # (product of the left sizes, right size)
+        for k, gi in enumerate(mp.groups):
+            if k != right:
+                lhs = (lhs[:, :, None] * _bits_of(left_keys, mp.word[k], mp.offset[k], sizes[gi])[:, None, :]).reshape(
+                    len(left_keys), -1
+                )
+                order.append(gi)
+        order.append(mp.groups[right])
+        rhs = _bits_of(right_keys, mp.word[right], mp.offset[right], sizes[mp.groups[right]]).astype(np.float64)
+        if lhs.shape[1] * weights.shape[1] <= weights.shape[0] * rhs.shape[1]:
+            out = (lhs.T @ weights) @ rhs  # (product of the left sizes, right size)
+        else:
+            out = lhs.T @ (weights @ rhs)
+        # Single-valued axes are 1 wide: the reshape to `sizes` puts them back.
         shaped = out.reshape([sizes[a] for a in order]).transpose(np.argsort(order))
         result: FloatArray = np.ascontiguousarray(shaped).reshape(sizes)
-        return GridScores(self, result, leaves, oks, axes)
+        slots = {gi: (mp.word[k], mp.offset[k]) for k, gi in enumerate(mp.groups)}
+        return GridScores(self, result, leaves, ok, slots)
 
     def path_contributions(self, reached: IntArray) -> FloatArray:
         """Saabas contributions (features..., bias) of one row given the leaves it reaches (one per tree)."""
-        entries = _ranges(self._path_start, reached)
-        out = np.empty(self.n_features + 1)
-        out[:-1] = np.bincount(
-            self._entry_feature[entries], weights=self._entry_delta[entries], minlength=self.n_features
-        )
-        out[-1] = self.bias
+        out: FloatArray = self.path_contributions_many(reached, np.zeros(len(reached), dtype=np.int64), 1)[0]
+        return out
+
+    def path_contributions_many(self, leaves: IntArray, row: IntArray, n_rows: int) -> FloatArray:
+        """`path_contributions` of several rows at once: `leaves[i]` is reached by row `row[i]`."""
+        n = self.n_features
+        lens = self._path_start[leaves + 1] - self._path_start[leaves]
+        entries = _ranges(self._path_start, leaves)
+        out = np.empty((n_rows, n + 1))
+        out[:, :-1] = np.bincount(
+            np.repeat(row, lens) * n + self._entry_feature[entries],
+            weights=self._entry_delta[entries],
+            minlength=n_rows * n,
+        ).reshape(n_rows, n)
+        out[:, -1] = self.bias
         return out
 
 
@@ -534,23 +693,30 @@ class GridScores:
     scorer: TreeScorer
     raw: FloatArray
     leaves: IntArray  # leaves some cell may reach
-    oks: list[BoolArray]  # per multi-valued group: (len(leaves), V_g), the leaf's splits agree with value v
-    axes: list[int]  # the grid axis of each entry of `oks`
+    ok: npt.NDArray[np.uint64]  # (len(leaves), words): bit set = the leaf's splits agree with that group value
+    slots: dict[int, tuple[int, int]]  # multi-valued grid axis -> (first word, bit offset) of its values in `ok`
+
+    def _required(self, cell: Sequence[int]) -> npt.NDArray[np.uint64]:
+        req = np.zeros(self.ok.shape[1], dtype=np.uint64)
+        for axis, (word, offset) in self.slots.items():
+            bit = offset + int(cell[axis])
+            req[word + bit // 64] |= np.uint64(1) << np.uint64(bit % 64)
+        return req
 
     def reached(self, cell: Sequence[int]) -> IntArray:
         """The leaves (one per tree) that grid cell `cell` (one index per group) reaches."""
-        mask = np.ones(len(self.leaves), dtype=bool)
-        for ok, axis in zip(self.oks, self.axes, strict=True):
-            mask &= ok[:, cell[axis]]
-        out: IntArray = self.leaves[mask]
+        req = self._required(cell)
+        out: IntArray = self.leaves[((self.ok & req) == req).all(axis=1)]
         return out
 
     def contributions(self, cells: Sequence[Sequence[int]]) -> FloatArray:
         """Path attributions of grid cells, shape (n, n_features + 1): what ``contributions`` gives for their rows."""
-        out = np.zeros((len(cells), self.scorer.n_features + 1))
-        for i, cell in enumerate(cells):
-            out[i] = self.scorer.path_contributions(self.reached(cell))
-        return out
+        if not len(cells):
+            return np.zeros((0, self.scorer.n_features + 1))
+        req = np.array([self._required(c) for c in cells])  # (cells, words)
+        mask = ((self.ok[None, :, :] & req[:, None, :]) == req[:, None, :]).all(axis=2)  # (cells, leaves)
+        cell, leaf = np.nonzero(mask)
+        return self.scorer.path_contributions_many(self.leaves[leaf], cell, len(cells))
 
 
 _ALL = np.uint64(2**64 - 1)
@@ -565,6 +731,36 @@ def _ranges(start: IntArray, items: IntArray) -> IntArray:
         return np.zeros(0, dtype=np.int64)
     offsets = np.repeat(lo - np.concatenate(([0], np.cumsum(lens)[:-1])), lens)
     out: IntArray = offsets + np.arange(total)
+    return out
+
+
+def _unique_rows(words: npt.NDArray[np.uint64]) -> tuple[npt.NDArray[np.uint64], IntArray]:
+    """Distinct rows of a (n, words) array and, per row, the index of its distinct row."""
+    if words.shape[1] == 1:
+        keys, inverse = np.unique(words[:, 0], return_inverse=True)
+        return keys[:, None], inverse.reshape(-1)
+    keys, inverse = np.unique(words, axis=0, return_inverse=True)
+    return keys, inverse.reshape(-1)
+
+
+def _bits_of(words: npt.NDArray[np.uint64], word: int, offset: int, n: int) -> BoolArray:
+    """(rows, n) booleans: bits offset .. offset + n - 1 counted from word `word` of each row."""
+    raw = np.ascontiguousarray(words, dtype="<u8").view(np.uint8)
+    bits = np.unpackbits(raw, axis=1, bitorder="little")[:, 64 * word + offset : 64 * word + offset + n]
+    out: BoolArray = bits.view(np.bool_)
+    return out
+
+
+def _word_bits(lo: IntArray, hi: IntArray, word: IntArray) -> npt.NDArray[np.uint64]:
+    """Bits of leaves [lo, hi) that fall in 64-leaf word `word` (elementwise)."""
+    a = np.clip(lo - 64 * word, 0, 64).astype(np.uint64)
+    b = np.clip(hi - 64 * word, 0, 64).astype(np.uint64)
+
+    def below(k: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:  # the k lowest bits (k = 64: all)
+        out: npt.NDArray[np.uint64] = np.where(k >= 64, _ALL, (np.uint64(1) << np.minimum(k, 63)) - np.uint64(1))
+        return out
+
+    out: npt.NDArray[np.uint64] = below(b) & ~below(a)
     return out
 
 

@@ -76,7 +76,20 @@ def _groups(lay, x: np.ndarray, sizes: tuple[int, int, int, int]) -> list[np.nda
     return out
 
 
-@pytest.mark.parametrize("sizes", [(1, 8, 48, 3), (1, 3, 5, 1), (1, 1, 1, 1), (2, 3, 4, 2), (1, 1, 7, 1), (1, 5, 1, 4)])
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        (1, 8, 48, 3),
+        (1, 3, 5, 1),
+        (1, 1, 1, 1),
+        (2, 3, 4, 2),
+        (1, 1, 7, 1),
+        (1, 5, 1, 4),
+        (1, 2, 70, 2),  # a group wider than one 64-bit word of agreement bits
+        (1, 40, 30, 3),  # groups that do not share one word
+        (3, 1, 1, 1),  # only the customer varies
+    ],
+)
 def test_grid_fast_path_equals_lightgbm(model, sizes: tuple[int, int, int, int]) -> None:
     lay = layout()
     scorer = TreeScorer.from_dump(model.dump_model())
@@ -89,6 +102,24 @@ def test_grid_fast_path_equals_lightgbm(model, sizes: tuple[int, int, int, int])
         assert out.shape == sizes
         ref = model.predict(grid_rows(groups), raw_score=True).reshape(sizes)
         assert np.max(np.abs(out - ref)) <= TOL
+
+
+def test_grid_with_trees_wider_than_a_leaf_word() -> None:
+    """Trees of more than 64 leaves: subtrees straddle the 64-leaf words the customer's pruning works on."""
+    lay = layout()
+    booster = train(lay, n_rows=6000, trees=8, leaves=150, seed=3, min_data_in_leaf=2)
+    scorer = TreeScorer.from_dump(booster.dump_model())
+    assert (scorer.leaf_hi - scorer.leaf_lo).max() > 64
+    for seed, sizes in enumerate([(1, 8, 48, 3), (1, 3, 70, 2), (2, 4, 5, 3)]):
+        x = _odd_rows(lay, n=sum(sizes), seed=20 + seed)
+        groups = _groups(lay, x, sizes)
+        ref = booster.predict(grid_rows(groups), raw_score=True).reshape(sizes)
+        scores = scorer.grid(groups)
+        assert np.max(np.abs(scores.raw - ref)) <= TOL
+        cells = [(0, 0, 0, 0), tuple(n - 1 for n in sizes)]
+        rows = grid_rows(groups).reshape(*sizes, -1)
+        expected = scorer.contributions(np.array([rows[c] for c in cells]))
+        assert np.max(np.abs(scores.contributions(cells) - expected)) <= TOL
 
 
 def test_grid_with_real_channel_and_message_codes(model) -> None:
