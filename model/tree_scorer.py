@@ -57,23 +57,36 @@ class CompileError(ValueError):
 
 
 @dataclass(frozen=True)
-class _GroupPlan:
-    """Per-model structures of one feature group, built once: the per-request work only indexes them.
+class _Keys:
+    """Distinct splits ("keys": feature, threshold, missing type, default direction, category set).
 
-    Decisions are taken per distinct split ("key": feature, threshold, missing type, default direction,
-    category set), not per node: LightGBM bins each feature into at most `max_bin` thresholds, so 500 trees
-    of a group share a few hundred keys, and every node reads its key's decision.
+    Decisions are taken per key, not per node: LightGBM bins each feature into at most `max_bin`
+    thresholds, so the 500 trees of a feature group share a few hundred keys.
     """
 
-    nodes: IntArray  # internal nodes that test a feature of this group
-    k_node: IntArray  # per key: a node with that split (LightGBM's full rule is evaluated on it)
-    k_feature: IntArray  # per key: its feature, relative to the group's first column
-    k_threshold: FloatArray
+    node: IntArray  # a node with that split (LightGBM's full rule is evaluated on it when needed)
+    threshold: FloatArray
     # Where `x <= threshold` is not LightGBM's rule: categorical splits whose set fits one uint64 word
-    # (`k_cat_bits`, tested inline), and the rest (missing type Zero, wider sets) for the full `_go_left`.
-    k_narrow_cat: BoolArray
-    k_cat_bits: npt.NDArray[np.uint64]
-    k_slow: BoolArray
+    # (`cat_bits`, tested inline), and the rest (missing type Zero, wider sets) for the full `_go_left`.
+    narrow_cat: BoolArray
+    cat_bits: npt.NDArray[np.uint64]
+    slow: BoolArray
+
+    def __len__(self) -> int:
+        return len(self.node)
+
+    @staticmethod
+    def concat(parts: Sequence[_Keys]) -> _Keys:
+        return _Keys(*(np.concatenate([getattr(k, f) for k in parts]) for f in _Keys.__dataclass_fields__))
+
+
+@dataclass(frozen=True)
+class _GroupPlan:
+    """Per-model structures of one feature group, built once: the per-request work only indexes them."""
+
+    nodes: IntArray  # internal nodes that test a feature of this group
+    keys: _Keys
+    k_feature: IntArray  # per key: its feature, relative to the group's first column
     # When the group has ONE value (the customer), its splits prune leaves. Leaves are numbered depth-first,
     # so a subtree's leaves are a contiguous range; the leaf set is a bitset of 64-leaf words, and a split
     # keeps the leaves of the branch it takes: one AND per (node, word its subtree overlaps).
@@ -94,15 +107,17 @@ class _MultiPlan:
 
     A key's decisions for all values of its group are bit-packed (bit v: value v goes left) into the
     group's place in a few uint64 words (groups share a word while they fit: 8 channels + 48 slots + 3
-    messages is one word). One table row per key of every group, so one gather, one XOR and one
-    OR-reduction per leaf tell, for every group at once, which values the leaf's splits agree with.
+    messages is one word). The table has two rows per key of every group: the values that contradict an
+    entry going right (they go left), and those that contradict an entry going left. One gather and one
+    OR-reduction per leaf then tell, for every group at once, which values the leaf's splits agree with.
     """
 
     groups: tuple[int, ...]  # group indices, in plan order
-    key_off: IntArray  # table rows: group k's keys start at key_off[k]
+    keys: _Keys  # the groups' keys, concatenated
+    key_off: IntArray  # group k's keys are keys[key_off[k]:key_off[k + 1]]
+    key_bits: npt.NDArray[np.uint64]  # (keys, words): the bits of the key's group
     e_start: IntArray  # CSR offsets by leaf
-    e_row: IntArray  # table row of the entry's key
-    e_flip: npt.NDArray[np.uint64]  # (entries, words): the group's bits if the entry goes left, else 0
+    e_row: IntArray  # table row: the entry's key, plus len(keys) if the entry goes left
     word: tuple[int, ...]  # per group: first word and bit offset of its values
     offset: tuple[int, ...]
     bits: npt.NDArray[np.uint64]  # (groups, words): each group's value bits
@@ -491,16 +506,19 @@ class TreeScorer:
             words, starts = np.unique(word[order], return_index=True)
             w_pos = w_pos[order]
             word = word[order]
+            keys = _Keys(
+                node=k_node,
+                threshold=self.threshold[k_node],
+                narrow_cat=narrow[k_node],
+                cat_bits=cat_bits[k_node],
+                slow=(self.is_cat[k_node] & ~narrow[k_node])
+                | (~self.is_cat[k_node] & (self.missing[k_node] == MISSING_ZERO)),
+            )
             plan.append(
                 _GroupPlan(
                     nodes=nodes,
-                    k_node=k_node,
+                    keys=keys,
                     k_feature=self.feature[k_node] - start,
-                    k_threshold=self.threshold[k_node],
-                    k_narrow_cat=narrow[k_node],
-                    k_cat_bits=cat_bits[k_node],
-                    k_slow=(self.is_cat[k_node] & ~narrow[k_node])
-                    | (~self.is_cat[k_node] & (self.missing[k_node] == MISSING_ZERO)),
                     w_key=key_of[nodes[w_pos]],
                     w_keep_left=~_word_bits(mid[w_pos], hi[w_pos], word),
                     w_keep_right=~_word_bits(lo[w_pos], mid[w_pos], word),
@@ -535,8 +553,9 @@ class TreeScorer:
                 o += v
         n_words = w + (1 if o else 0)
         group_bits = np.zeros((len(groups), n_words), dtype=np.uint64)
-        key_off = np.cumsum([0, *(len(plan[g].k_node) for g in groups)])
-        leaf, row, flip = [], [], []
+        key_off = np.cumsum([0, *(len(plan[g].keys) for g in groups)])
+        n_keys = int(key_off[-1])
+        leaf, row, key_group = [], [], []
         for k, g in enumerate(groups):
             ones = _pack(np.ones((1, sizes[g]), dtype=bool))[0]
             if len(ones) == 1:
@@ -545,16 +564,17 @@ class TreeScorer:
                 group_bits[k, word[k] : word[k] + len(ones)] = ones
             p = plan[g]
             leaf.append(p.e_leaf)
-            row.append(p.e_key + key_off[k])
-            flip.append(np.where(p.e_left[:, None], group_bits[k][None, :], np.uint64(0)))
+            row.append(p.e_key + key_off[k] + np.where(p.e_left, n_keys, 0))
+            key_group.append(np.full(len(p.keys), k))
         e_leaf = np.concatenate(leaf)
         order = np.argsort(e_leaf, kind="stable")
         mp = _MultiPlan(
             groups=groups,
+            keys=_Keys.concat([plan[g].keys for g in groups]),
             key_off=key_off,
+            key_bits=group_bits[np.concatenate(key_group)].reshape(n_keys, n_words),
             e_start=np.searchsorted(e_leaf[order], np.arange(len(self.leaf_node) + 1)),
             e_row=np.concatenate(row)[order],
-            e_flip=np.concatenate(flip)[order].reshape(-1, n_words),
             word=tuple(word),
             offset=tuple(offset),
             bits=group_bits,
@@ -563,25 +583,25 @@ class TreeScorer:
         self._multi[key] = mp
         return mp
 
-    def _decide(self, g: _GroupPlan, x: FloatArray) -> BoolArray:
-        """Decisions of the group's keys for values `x` ((keys,) or (keys, V), row i for key i):
-        `x <= threshold`, the categorical set where it fits a word, and LightGBM's full rule (`_go_left`)
-        where neither is exact (missing type Zero, wide sets, NaN values of numerical splits)."""
+    def _decide(self, keys: _Keys, x: FloatArray) -> BoolArray:
+        """Decisions of `keys` for values `x` ((keys,) or (keys, V), row i for key i): `x <= threshold`, the
+        categorical set where it fits a word, and LightGBM's full rule (`_go_left`) where neither is exact
+        (missing type Zero, wide sets, NaN values of numerical splits). +inf pads unused columns: it goes right.
+        """
         column = x.ndim == 2
-        go: BoolArray = x <= (g.k_threshold[:, None] if column else g.k_threshold)
-        cat = np.flatnonzero(g.k_narrow_cat)
+        go: BoolArray = x <= (keys.threshold[:, None] if column else keys.threshold)
+        cat = np.flatnonzero(keys.narrow_cat)
         if len(cat):
             xc = x[cat]
             # LightGBM: NaN and codes <= -1 go right; int(x) truncates, so (-1, 0) is category 0.
             inside = (xc > -1.0) & (xc < 64.0)
             code = np.where(inside & (xc > 0.0), xc, 0.0).astype(np.uint64)
-            bits = g.k_cat_bits[cat][:, None] if column else g.k_cat_bits[cat]
+            bits = keys.cat_bits[cat][:, None] if column else keys.cat_bits[cat]
             go[cat] = inside & (((bits >> code) & np.uint64(1)) != 0)
         nan = np.isnan(x)
-        slow = g.k_slow | ((nan.any(axis=1) if column else nan) & ~g.k_narrow_cat)
-        idx = np.flatnonzero(slow)
+        idx = np.flatnonzero(keys.slow | ((nan.any(axis=1) if column else nan) & ~keys.narrow_cat))
         if len(idx):
-            go[idx] = self._go_left(g.k_node[idx], x[idx])
+            go[idx] = self._go_left(keys.node[idx], x[idx])
         return go
 
     def grid_raw(self, groups: Sequence[npt.ArrayLike]) -> FloatArray:
@@ -604,7 +624,7 @@ class TreeScorer:
         alive = np.full(-(-n_leaves // 64), _ALL)
         for g, mat in zip(plan, mats, strict=True):
             if mat.shape[0] == 1 and len(g.nodes):
-                go = self._decide(g, mat[0][g.k_feature])[g.w_key]
+                go = self._decide(g.keys, mat[0][g.k_feature])[g.w_key]
                 kept = np.where(go, g.w_keep_left, g.w_keep_right)
                 alive[g.w_words] &= np.bitwise_and.reduceat(kept, g.w_starts)
         leaves = np.flatnonzero(np.unpackbits(alive.view(np.uint8), bitorder="little")[:n_leaves])
@@ -614,22 +634,18 @@ class TreeScorer:
         # Multi-valued groups: which of its group's values does each split on a surviving leaf's path agree with?
         mp = self._multi_plan(widths, sizes, plan)
         n_words = len(mp.full)
-        table = np.zeros((int(mp.key_off[-1]), n_words), dtype=np.uint64)  # per key: bit v = value v goes left
+        # Each key's values laid out at its group's bit positions (+inf elsewhere: goes right, bit 0), so one
+        # decision pass and one packbits give every key's bits.
+        x = np.full((len(mp.keys), 64 * n_words), np.inf)
         for k, gi in enumerate(mp.groups):
-            g = plan[gi]
-            if not len(g.k_node):
-                continue
-            bits = _pack(self._decide(g, np.ascontiguousarray(mats[gi].T)[g.k_feature]))
-            rows = slice(int(mp.key_off[k]), int(mp.key_off[k + 1]))
-            if bits.shape[1] == 1:
-                table[rows, mp.word[k]] = bits[:, 0] << np.uint64(mp.offset[k])
-            else:
-                table[rows, mp.word[k] : mp.word[k] + bits.shape[1]] = bits
+            col = 64 * mp.word[k] + mp.offset[k]
+            x[mp.key_off[k] : mp.key_off[k + 1], col : col + sizes[gi]] = mats[gi].T[plan[gi].k_feature]
+        left = np.packbits(self._decide(mp.keys, x), axis=1, bitorder="little").view("<u8")
+        table = np.concatenate([left, ~left & mp.key_bits])  # contradicts going right | going left
         lens = mp.e_start[leaves + 1] - mp.e_start[leaves]
         sel = _ranges(mp.e_start, leaves)
         flat = n_words == 1  # the usual case: 1-D arrays, cheaper to index than (n, 1)
-        rows, flips = (table.reshape(-1), mp.e_flip.reshape(-1)) if flat else (table, mp.e_flip)
-        wrong = rows[mp.e_row[sel]] ^ flips[sel]  # per entry: the values that contradict its direction
+        wrong = (table.reshape(-1) if flat else table)[mp.e_row[sel]]  # per entry: values that contradict it
         ok = np.tile(mp.full, (len(leaves), 1))
         has = lens > 0
         if has.any():
