@@ -54,6 +54,31 @@ $UV pip install --quiet --no-deps --target "$out" --python-platform "$platform" 
   "functions/$fn") | tar -xf - -C "$out"
 cp "$work/requirements.txt" "$out/requirements.lock.txt"  # what went in, for audits
 rm -rf "$out/bin"  # console scripts with host shebangs: useless on Lambda
+# numpy's own test suites (~8 MB) are never imported at run time; they would also double in size as bytecode.
+if [[ -d $out/numpy ]]; then find "$out/numpy" -type d -name tests -prune -exec rm -rf {} +; fi
+
+# Bytecode. /var/task is read-only on Lambda, so an artifact without .pyc recompiles every module it imports on
+# every cold start (~0.9 s of the scoring function's ~1.5 s here). Compiled by an interpreter of the target's
+# minor version (the .pyc format is per minor version), as unchecked-hash .pyc: valid whatever timestamps the
+# zip keeps, and the artifact never changes in place. LAMBDA_COMPILE_PYTHON names the interpreter; without one
+# the artifact is still correct, only its cold start slower, so that is a warning, not an error.
+compiler=${LAMBDA_COMPILE_PYTHON:-}
+if [[ -z $compiler ]]; then
+  for cand in "$(command -v "python$py" || true)" "$HOME"/.pyenv/versions/"$py"*/bin/"python$py" \
+    "$(UV_PYTHON_DOWNLOADS=never $UV python find "$py" 2>/dev/null || true)"; do
+    if [[ -n $cand && -x $cand ]] &&
+      [[ $("$cand" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null) == "$py" ]]; then
+      compiler=$cand
+      break
+    fi
+  done
+fi
+if [[ -n $compiler ]]; then
+  "$compiler" -m compileall -q -j 0 --invalidation-mode unchecked-hash "$out" >/dev/null
+else
+  echo "warning: no python$py to precompile $fn's bytecode (set LAMBDA_COMPILE_PYTHON); every cold start will" \
+    "compile it" >&2
+fi
 
 # The scoring path is numpy-only: the training stack must never reach an artifact (size, libgomp on Lambda).
 for banned in lightgbm scipy pandas sklearn; do

@@ -239,6 +239,19 @@ def test_host_artifacts_ship_no_training_stack_and_resolve_their_libraries(
         assert size_mb(path) < SIZE_LIMIT_MB
 
 
+def test_the_scoring_artifact_ships_bytecode_for_its_python(host_artifacts: HostArtifacts) -> None:
+    """/var/task is read-only: without .pyc every cold start recompiles every module it imports (~0.9 s of
+    the scoring function's cold start, bench/RESULTS.md). Unchecked-hash .pyc: zip timestamps cannot stale them."""
+    path = host_artifacts["score"]
+    tag = f"cpython-{host_artifacts.version.replace('.', '')}"
+    for module in ("functions/score/app.py", "model/tree_scorer.py", "numpy/__init__.py", "fastapi/routing.py"):
+        source = path / module
+        pyc = source.parent / "__pycache__" / f"{source.stem}.{tag}.pyc"
+        assert pyc.is_file(), pyc
+        assert int.from_bytes(pyc.read_bytes()[4:8], "little") == 0b01, pyc  # hash-based, not checked
+    assert not list(path.glob("numpy/**/tests")), "numpy's test suites are not shipped"
+
+
 def test_the_library_check_catches_lightgbm_needing_libgomp(tmp_path: Path) -> None:
     """The checker is not vacuous: LightGBM's library (in the training environment) needs libgomp."""
     spec = importlib.util.find_spec("lightgbm")  # located, not imported (that would take seconds)
