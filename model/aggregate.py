@@ -27,6 +27,7 @@ CAP_WINDOW = 7 * DAY  # rolling window kept for frequency caps
 DEDUPE_WINDOW = 3 * DAY  # event ids remembered to absorb redeliveries
 SEEN_MAX = 5000  # hard bound on remembered ids (an abuse guard; normal traffic never reaches it)
 HOURS_PER_WEEK = 168
+HOURS_PER_DAY = 24
 _EPOCH_HOW_OFFSET = 72  # 1970-01-01 was a Thursday: shift so that bin 0 is Monday 00:00 UTC
 
 SENT = EVENT_INDEX["sent"]
@@ -68,13 +69,28 @@ def hour_of_week(ts: float) -> int:
 class Aggregate:
     """Per-customer state. Lists are indexed by channel (catalogue order) and event type."""
 
-    __slots__ = ("counts", "first_ts", "how", "last", "last_ts", "opt_in", "opt_out", "recent_sends", "seen", "value")
+    __slots__ = (
+        "counts",
+        "first_ts",
+        "how",
+        "last",
+        "last_ts",
+        "opt_in",
+        "opt_out",
+        "recent_sends",
+        "seen",
+        "sent_hod",
+        "value",
+    )
 
     def __init__(self, n_channels: int) -> None:
         self.counts: list[list[int]] = [[0] * N_EVENT_TYPES for _ in range(n_channels)]
         self.last: list[list[float]] = [[0.0] * N_EVENT_TYPES for _ in range(n_channels)]
         self.value: list[float] = [0.0] * n_channels
         self.how: list[int] = [0] * HOURS_PER_WEEK  # engagements by UTC hour of week
+        # Sends by UTC hour of day: the exposure behind `how`, so a slot feature can be a response rate by send
+        # hour instead of an engagement share dominated by the hours most sends went out at.
+        self.sent_hod: list[int] = [0] * HOURS_PER_DAY
         self.recent_sends: list[list[float]] = [[] for _ in range(n_channels)]  # sorted, within CAP_WINDOW
         self.opt_out: list[float] = [0.0] * n_channels  # latest unsubscribe/complaint
         self.opt_in: list[float] = [0.0] * n_channels  # latest subscribe
@@ -117,6 +133,7 @@ class Aggregate:
             "event_types": list(EVENT_TYPES),
             "channels": per_channel,
             "how": self.how,
+            "sent_hod": self.sent_hod,
             "seen": self.seen,
             "first_ts": self.first_ts,
             "last_ts": self.last_ts,
@@ -142,6 +159,7 @@ class Aggregate:
             agg.opt_out[i] = float(ch["opt_out"])
             agg.opt_in[i] = float(ch["opt_in"])
         agg.how = [int(x) for x in data.get("how", agg.how)]
+        agg.sent_hod = [int(x) for x in data.get("sent_hod", agg.sent_hod)]  # absent in aggregates stored before it
         agg.seen = {str(k): float(v) for k, v in data.get("seen", {}).items()}
         agg.first_ts = float(data.get("first_ts", 0.0))
         agg.last_ts = float(data.get("last_ts", 0.0))
@@ -185,6 +203,7 @@ def fold(agg: Aggregate, ev: FoldEvent) -> Aggregate:
         if e == CONVERTED:
             agg.value[c] += value
     elif e == SENT:
+        agg.sent_hod[int(ts // 3600) % HOURS_PER_DAY] += 1
         sends = agg.recent_sends[c]
         insort(sends, ts)
         if sends[0] < newest - CAP_WINDOW:

@@ -68,7 +68,13 @@ def train(
     simulated_truth: Annotated[Path | None, typer.Option(help="truth.json of a simulation (oracle values)")] = None,
     max_decisions: Annotated[int, typer.Option(min=1, help="Held-out decisions for policy evaluation")] = 5000,
     decisions: Annotated[Path | None, typer.Option(help="Decisions file (Parquet/NDJSON) to use")] = None,
-    funnel: Annotated[bool, typer.Option("--funnel", help="Learn P(click) x P(conversion|click)")] = False,
+    funnel: Annotated[
+        bool,
+        typer.Option(
+            "--funnel/--no-funnel",
+            help="Conversion objective: P(click) x P(conversion|click) in one booster (default), or one direct model",
+        ),
+    ] = True,
     version: Annotated[str | None, typer.Option(help="Version name (default: timestamp)")] = None,
 ) -> None:
     """Build the point-in-time training set, train LightGBM, evaluate, and publish a versioned model."""

@@ -37,6 +37,7 @@ import pyarrow as pa
 
 from model.aggregate import CLICKED, CONVERTED, OPENED, SENT, VISITED, Aggregate, FoldEvent, fold
 from model.channels import catalogue
+from model.decide import conversion_value
 from model.features import (
     CHANNEL_FEATURES,
     FeatureLayout,
@@ -199,27 +200,68 @@ def _info(profile: Profile | None, default_quiet: QuietHours) -> CustomerInfo:
 
 
 def attribute(tp: pl.DataFrame, window_days: float) -> pl.DataFrame:
-    """Per send: attributed clicks, visits, conversions and conversion value (last touch, within window)."""
+    """Per send: attributed opens, clicks, visits, conversions and conversion value (within the window).
+
+    Opens, clicks and visits go to the customer's latest send strictly before them (last touch). A conversion
+    goes to the send of the latest click or visit strictly before it (last click: the send that brought the
+    customer to the shop) when that send is within the window, else to the latest send before it (last
+    touch). Without the click rule, any send that happens between a click and the conversion it led to (a
+    day later, say) would take the conversion: labels would then reward sending to customers who have just
+    clicked, and earlier send hours, for no causal reason.
+    """
+    window = window_days * DAY
     sends = (
         tp.filter(pl.col("ev") == SENT)
         .select("customer_id", pl.col("event_id").alias("send_id"), pl.col("ts").alias("send_ts"))
         .sort("send_ts")
     )
-    outcomes = tp.filter(pl.col("ev").is_in([CLICKED, VISITED, CONVERTED])).select("customer_id", "ts", "ev", "value")
-    matched = (
-        outcomes.sort("ts")
+
+    def last_send(events: pl.DataFrame) -> pl.DataFrame:
+        return (
+            events.sort("ts")
+            .join_asof(
+                sends,
+                left_on="ts",
+                right_on="send_ts",
+                by="customer_id",
+                strategy="backward",
+                allow_exact_matches=False,  # an outcome at the very instant of a send is not caused by it
+                check_sortedness=False,
+            )
+            .filter(pl.col("send_id").is_not_null() & (pl.col("ts") - pl.col("send_ts") <= window))
+        )
+
+    engaged = last_send(
+        tp.filter(pl.col("ev").is_in([OPENED, CLICKED, VISITED])).select("customer_id", "ts", "ev", "value")
+    )
+    clicks = (
+        engaged.filter(pl.col("ev").is_in([CLICKED, VISITED]))
+        .select("customer_id", pl.col("ts").alias("click_ts"), pl.col("send_id").alias("click_send"), "send_ts")
+        .rename({"send_ts": "click_send_ts"})
+        .sort("click_ts")
+    )
+    conversions = (
+        last_send(tp.filter(pl.col("ev") == CONVERTED).select("customer_id", "ts", "ev", "value"))
         .join_asof(
-            sends,
+            clicks,
             left_on="ts",
-            right_on="send_ts",
+            right_on="click_ts",
             by="customer_id",
             strategy="backward",
-            allow_exact_matches=False,  # an outcome at the very instant of a send is not caused by it
+            allow_exact_matches=False,
             check_sortedness=False,
         )
-        .filter(pl.col("send_id").is_not_null() & (pl.col("ts") - pl.col("send_ts") <= window_days * DAY))
+        .with_columns(
+            pl.when(pl.col("click_send").is_not_null() & (pl.col("ts") - pl.col("click_send_ts") <= window))
+            .then(pl.col("click_send"))
+            .otherwise(pl.col("send_id"))
+            .alias("send_id")
+        )
+        .select(engaged.columns)
     )
+    matched = pl.concat([engaged, conversions])
     return matched.group_by("send_id").agg(
+        (pl.col("ev") == OPENED).sum().alias("opens"),
         (pl.col("ev") == CLICKED).sum().alias("clicks"),
         (pl.col("ev") == VISITED).sum().alias("visits"),
         (pl.col("ev") == CONVERTED).sum().alias("conversions"),
@@ -355,7 +397,9 @@ def build(
             "decision_id",
         )
         .join(labels, on="send_id", how="left")
-        .with_columns(pl.col("clicks", "visits", "conversions").fill_null(0), pl.col("conv_value").fill_null(0.0))
+        .with_columns(
+            pl.col("opens", "clicks", "visits", "conversions").fill_null(0), pl.col("conv_value").fill_null(0.0)
+        )
         .join(dec, on="decision_id", how="left")
         # A send without a logged decision is evaluated as if decided one hour before its send hour (its
         # propensity is unknown, so it counts for the oracle's exact values but not for IPS/SNIPS).
@@ -454,6 +498,7 @@ def build(
         "propensity",
         "decided_at",
         "policy",
+        "opens",
         "clicks",
         "conversions",
         "conv_value",
@@ -611,6 +656,7 @@ class _ContextBuilder:
         self.messages = levels["message"]
         self.costs = costs
         self.default_value = default_value
+        self.settings = get_settings().model_copy(update={"default_conversion_value": default_value})
         self.n_ch = len(catalogue())
         self.ids: list[int] = []
         self.parts: dict[str, list[Any]] = {
@@ -669,8 +715,7 @@ class _ContextBuilder:
         )
         p["engaged"].append([r[OPENED] + r[CLICKED] + r[VISITED] + r[CONVERTED] for r in agg.counts])
         p["last_engaged"].append([max(r[OPENED], r[CLICKED], r[VISITED], r[CONVERTED]) for r in agg.last])
-        conversions = sum(r[CONVERTED] for r in agg.counts)
-        p["value_hat"].append(sum(agg.value) / conversions if conversions else self.default_value)
+        p["value_hat"].append(conversion_value(agg, self.settings))  # the estimate scoring ranks by
 
     def finish(self) -> Contexts:
         order = np.array(self.ids)

@@ -39,7 +39,10 @@ class Options:
     early_stopping: int = 50
     simulated_truth: str | None = None
     decisions: str | None = None  # a decisions file to use instead of the source's own
-    funnel: bool = False  # conversion = P(click) x P(conversion | click), distilled into one booster
+    # Conversion objective on the local engine: P(click) x P(conversion | click), distilled into one booster
+    # (the default: it picks better channels and send times on the simulator, see bench/RESULTS.md);
+    # False trains one direct conversion model.
+    funnel: bool = True
     version: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
 
@@ -130,7 +133,7 @@ def run(source: str | sources.Sources, store_uri: str, opts: Options, step: Step
         result = train.train_dask(
             ts, opts.scheduler, rounds=opts.rounds, early_stopping=opts.early_stopping, params=opts.params
         )
-    elif opts.engine == "local" and opts.funnel:
+    elif opts.engine == "local" and opts.funnel and ts.objective == "conversion":
         result = train.train_funnel(ts, rounds=opts.rounds, early_stopping=opts.early_stopping, params=opts.params)
     elif opts.engine == "local":
         result = train.train_local(ts, rounds=opts.rounds, early_stopping=opts.early_stopping, params=opts.params)

@@ -96,6 +96,23 @@ def _fit(
     return booster
 
 
+# Attributed counts in TrainingSet.meta, in funnel order. An open stage first, ("opens", "clicks"), was
+# slower and not better on the simulator (bench/RESULTS.md).
+FUNNEL_STAGES: tuple[str, ...] = ("clicks",)
+
+
+def funnel_labels(ts: TrainingSet, stages: tuple[str, ...] = FUNNEL_STAGES) -> list[np.ndarray]:
+    """0/1 label of reaching each stage, then the conversion label; a later stage implies the earlier ones.
+
+    (A click without a logged open, e.g. on a channel without open tracking, counts as having reached the
+    open stage, so the product of the stage models is still P(conversion).)
+    """
+    reached = [ts.y > 0]
+    for name in reversed(stages):
+        reached.insert(0, reached[0] | (ts.meta[name].to_numpy() > 0))
+    return [r.astype(np.float64) for r in reached]
+
+
 def train_funnel(
     ts: TrainingSet,
     *,
@@ -103,25 +120,29 @@ def train_funnel(
     early_stopping: int = 50,
     threads: int = 2,
     params: dict[str, Any] | None = None,
+    stages: tuple[str, ...] = FUNNEL_STAGES,
 ) -> TrainResult:
-    """Conversion model distilled from a funnel: P(click) x P(conversion | click), as ONE booster.
+    """Conversion model distilled from a funnel: P(click) x P(conversion | click) (stages: see FUNNEL_STAGES).
 
-    Clicks are several times more frequent than conversions, so the funnel's first stage learns the
-    engagement effects (channel, hour, message, fatigue) from far more positives. A single student model is
-    then fitted (cross-entropy on the funnel's probabilities) so that scoring still loads one LightGBM model.
+    Clicks (and opens) are many times more frequent than conversions, so the funnel's first stages learn the
+    engagement effects (channel affinity, hour, day, message, fatigue) from far more positives; the last
+    stage learns what converts once engaged. A single student model is then fitted (cross-entropy on the
+    funnel's probabilities) so that scoring still loads one LightGBM model.
     """
     if ts.objective != "conversion":
         raise ValueError("the funnel model applies to the conversion objective only")
     p = _params(ts, params, threads)
     train, valid = ts.split == "train", ts.split == "valid"
-    clicked = (ts.meta["clicks"].to_numpy() > 0).astype(np.float64)
     start = time.perf_counter()
-    click = _fit(ts, p, clicked, train, valid, rounds, early_stopping)
-    conv = _fit(ts, p, ts.y, train & (clicked > 0), valid & (clicked > 0), rounds, early_stopping)
     fit_rows = train | valid
-    soft = np.zeros(len(ts.y))
     rows = ts.X[fit_rows]
-    soft[fit_rows] = predict(click, rows) * predict(conv, rows)
+    soft = np.zeros(len(ts.y))
+    soft[fit_rows] = 1.0
+    given = np.ones(len(ts.y), dtype=bool)
+    for label in funnel_labels(ts, stages):
+        stage = _fit(ts, p, label, train & given, valid & given, rounds, early_stopping)
+        soft[fit_rows] *= predict(stage, rows)
+        given &= label > 0
     student_params = {**p, "objective": "cross_entropy", "metric": "cross_entropy", "learning_rate": 0.1}
     booster = _fit(ts, student_params, soft, train, valid, rounds, early_stopping)
     seconds = time.perf_counter() - start

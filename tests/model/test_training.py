@@ -119,15 +119,19 @@ def test_cli_simulate_train_promote(tmp_path: Path) -> None:
     assert "unknown source" in res.output
 
 
-def test_funnel_model_is_one_booster_that_beats_random(sim_dir: Path, tmp_path: Path) -> None:
-    opts = pipeline.Options(
-        simulated_truth=str(sim_dir / "truth.json"), max_contexts=300, funnel=True, params={"num_threads": 1}
-    )
-    result = pipeline.run(str(sim_dir), str(tmp_path / "store"), opts)
-    pol = result.report["policies"]
+def test_default_is_the_funnel_in_one_booster_and_the_direct_model_stays_available(
+    trained: tuple[ModelStore, pipeline.Result], sim_dir: Path, tmp_path: Path
+) -> None:
+    store, result = trained
     assert result.report["training"]["engine"] == "local-funnel"
+    assert store.manifest(result.version).files["lightgbm"] == "model.txt"
+    opts = pipeline.Options(
+        simulated_truth=str(sim_dir / "truth.json"), max_contexts=300, funnel=False, params={"num_threads": 1}
+    )
+    direct = pipeline.run(str(sim_dir), str(tmp_path / "store"), opts)
+    pol = direct.report["policies"]
+    assert direct.report["training"]["engine"] == "local"
     assert pol["model"]["true_value"] > 1.5 * pol["random"]["true_value"]
-    assert result.store.manifest(result.version).files["lightgbm"] == "model.txt"
     with pytest.raises(ValueError, match="conversion objective"):
         train.train_funnel(dataset.build(*_small_value_set(), objective="value", max_contexts=1))
 

@@ -36,7 +36,8 @@ def _tp(eid: str, cust: str, channel: str, kind: str, at: datetime, **extra: obj
 
 
 def _tiny_log() -> list[dict[str, object]]:
-    """Customer a: e1 converts, e2 steals a later conversion (last touch), e4 gets nothing, e3 is too recent."""
+    """Customer a: e1 converts twice (the second time after e2 was sent: last click keeps it on e1), e4 gets
+    nothing, e3 is too recent."""
     return [
         _tp("e1", "a", "email", "sent", T0, message_id="m1"),
         _tp("e1o", "a", "email", "opened", T0 + H),
@@ -62,16 +63,39 @@ def _build(log: list[dict[str, object]], **kw: object) -> dataset.TrainingSet:
 def test_labels_censoring_and_attribution() -> None:
     ts = _build(_tiny_log(), eval_fraction=0.0, valid_fraction=0.0)
     got = dict(zip(ts.meta["send_id"].to_list(), ts.y.tolist(), strict=True))
-    assert got == {"e1": 1.0, "e2": 1.0, "e4": 0.0, "b1": 0.0}  # e3 censored: its window is not over
+    assert got == {"e1": 1.0, "e2": 0.0, "e4": 0.0, "b1": 0.0}  # e3 censored: its window is not over
     assert ts.stats["censored"] == 1
     values = dict(zip(ts.meta["send_id"].to_list(), ts.meta["conv_value"].to_list(), strict=True))
-    assert values["e1"] == 30
-    assert values["e2"] == 20
+    assert values["e1"] == 50  # c2 follows v2, a visit that e1 brought (e2 was sent at that very instant)
+    assert values["e2"] == 0
+
+
+def test_conversions_go_to_the_last_click_else_to_the_last_touch() -> None:
+    log = [
+        # x1's click leads to a conversion a day later, after x2 was sent: x1 gets it, not x2
+        _tp("x1", "x", "email", "sent", T0, message_id="m1"),
+        _tp("x1c", "x", "email", "clicked", T0 + H),
+        _tp("x2", "x", "sms", "sent", T0 + 12 * H, message_id="m1"),
+        _tp("x2v", "x", "web", "converted", T0 + D + H, value=10),
+        # no click before the conversion: the latest send takes it (last touch)
+        _tp("y1", "y", "email", "sent", T0, message_id="m1"),
+        _tp("y1v", "y", "web", "converted", T0 + H, value=20),
+        # the click's send is outside the window when the conversion comes: last touch (z2) instead
+        _tp("z1", "z", "email", "sent", T0, message_id="m1"),
+        _tp("z1c", "z", "email", "clicked", T0 + H),
+        _tp("z2", "z", "push", "sent", T0 + 5 * D, message_id="m1"),
+        _tp("z2v", "z", "web", "converted", T0 + 8 * D, value=30),
+    ]
+    ts = _build(log, eval_fraction=0.0, valid_fraction=0.0)
+    got = dict(zip(ts.meta["send_id"].to_list(), ts.meta["conv_value"].to_list(), strict=True))
+    assert got == {"x1": 10.0, "x2": 0.0, "y1": 20.0, "z1": 0.0, "z2": 30.0}
+    clicks = dict(zip(ts.meta["send_id"].to_list(), ts.meta["clicks"].to_list(), strict=True))
+    assert clicks == {"x1": 1, "x2": 0, "y1": 0, "z1": 1, "z2": 0}
 
 
 def test_value_objective_and_click_objective() -> None:
     ts = _build(_tiny_log(), objective="value", eval_fraction=0.0, valid_fraction=0.0)
-    assert dict(zip(ts.meta["send_id"].to_list(), ts.y.tolist(), strict=True))["e1"] == 30.0
+    assert dict(zip(ts.meta["send_id"].to_list(), ts.y.tolist(), strict=True))["e1"] == 50.0
     ts = _build(_tiny_log(), objective="click", eval_fraction=0.0, valid_fraction=0.0)
     assert dict(zip(ts.meta["send_id"].to_list(), ts.y.tolist(), strict=True)) == {
         "e1": 1.0,
@@ -213,3 +237,12 @@ def test_parallel_replay_equals_serial_replay() -> None:
     assert serial.contexts.decision_id == parallel.contexts.decision_id
     np.testing.assert_array_equal(serial.contexts.chan, parallel.contexts.chan)
     np.testing.assert_array_equal(serial.contexts.ch_sends_7d, parallel.contexts.ch_sends_7d)
+
+
+def test_hour_of_day_slot_features_see_only_earlier_sends() -> None:
+    ts = _build(_tiny_log(), eval_fraction=0.0, valid_fraction=0.0)
+    names = ts.names
+    rows = {sid: ts.X[i] for i, sid in enumerate(ts.meta["send_id"].to_list())}
+    # e1, e2 and e4 all go out at 10:00 UTC: each row counts only the sends before it at that hour
+    assert [rows[s][names.index("hour_sends")] for s in ("e1", "e2", "e4")] == [0.0, 1.0, 2.0]
+    assert rows["e1"][names.index("hour_response_lift")] == 1.0  # no history: neutral

@@ -153,3 +153,29 @@ def test_any_order_with_duplicates_gives_the_same_aggregate(
             fold(online, e)
         online = Aggregate.from_json(normalise(online).to_json())
     assert online == expected
+
+
+def test_sends_by_hour_of_day() -> None:
+    agg = replay(
+        [
+            ev(1, EMAIL, SENT, T0),
+            ev(2, SMS, SENT, T0 + DAY),  # same UTC hour of day, another day and channel
+            ev(3, EMAIL, SENT, T0 + 3600),
+            ev(4, EMAIL, OPENED, T0 + 2 * 3600),  # engagement is not a send
+        ]
+    )
+    hour = int(T0 // 3600) % 24
+    assert agg.sent_hod[hour] == 2
+    assert agg.sent_hod[(hour + 1) % 24] == 1
+    assert sum(agg.sent_hod) == 3
+
+
+def test_an_aggregate_stored_before_sends_by_hour_still_loads() -> None:
+    agg = replay([ev(1, EMAIL, SENT, T0), ev(2, EMAIL, OPENED, T0 + 60)])
+    data = agg.to_dict()
+    assert Aggregate.from_dict(data).sent_hod == agg.sent_hod  # the new state survives the round trip
+    del data["sent_hod"]
+    old = Aggregate.from_dict(data)
+    assert old.sent_hod == [0] * 24
+    assert old.counts == agg.counts
+    assert old.how == agg.how
