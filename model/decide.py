@@ -48,6 +48,7 @@ COLD_START_EVENTS = 3  # fewer recorded events than this: population-level score
 N_REASONS = 3
 HEURISTIC_PRIOR, HEURISTIC_STRENGTH = 0.02, 20.0  # smoothed conversion rate of the fallback heuristic
 WEEK = 7 * DAY
+_RNG = random.Random()  # exploration, not cryptography; seeded once per process, not per request
 
 
 @dataclass
@@ -76,17 +77,22 @@ def send_slots(now: datetime, horizon_hours: int) -> npt.NDArray[np.float64]:
     return first + HOUR * np.arange(horizon_hours, dtype=np.float64)
 
 
-def _send_counts(agg: Aggregate, slots: npt.NDArray[np.float64], width: float) -> npt.NDArray[np.int64]:
-    """(channels, slots): each channel's recorded sends in (t - width, t] for every slot instant t."""
+def _send_counts(
+    agg: Aggregate, slots: npt.NDArray[np.float64], widths: Sequence[float]
+) -> list[npt.NDArray[np.int64]]:
+    """Per width: (channels, slots), each channel's recorded sends in (t - width, t] for every slot instant t."""
     lengths = [len(s) for s in agg.recent_sends]
-    counts = np.zeros((len(lengths), len(slots)), dtype=np.int64)
     if not any(lengths):
-        return counts
+        return [np.zeros((len(lengths), len(slots)), dtype=np.int64) for _ in widths]
     sends = np.fromiter((t for s in agg.recent_sends for t in s), dtype=np.float64, count=sum(lengths))
     channel = np.repeat(np.arange(len(lengths)), lengths)
-    inside = (sends[:, None] > slots[None, :] - width) & (sends[:, None] <= slots[None, :])  # (sends, slots)
-    np.add.at(counts, channel, inside.astype(np.int64))
-    return counts
+    before = sends[:, None] <= slots[None, :]  # (sends, slots)
+    out = []
+    for width in widths:
+        counts = np.zeros((len(lengths), len(slots)), dtype=np.int64)
+        np.add.at(counts, channel, (before & (sends[:, None] > slots[None, :] - width)).astype(np.int64))
+        out.append(counts)
+    return out
 
 
 def build_grid(
@@ -128,31 +134,37 @@ def build_grid(
 
     # Quiet hours in the customer's zone: each slot's local wall time (DST through zoneinfo).
     zone, quiet = profile.zone(), profile.quiet()
-    awake = np.array([not quiet.contains(datetime.fromtimestamp(t, zone).time()) for t in slots], dtype=bool)
+    if quiet.start == quiet.end:  # an empty window: every slot is awake
+        awake = np.ones(n_slots, dtype=bool)
+    else:
+        awake = np.array([not quiet.contains(datetime.fromtimestamp(t, zone).time()) for t in slots], dtype=bool)
     n_quiet = int((~awake).sum())
     if n_quiet:
         excluded = int((valid.sum(axis=1) * consent).sum()) * n_quiet
         if excluded:
             trace.append(RuleCount(rule="quiet_hours", label=f"quiet_hours: {quiet.label()}", excluded=excluded))
 
-    # Frequency caps over the day / week ending at each slot, counting the decision's own send.
+    # Frequency caps over the day / week ending at each slot, counting the decision's own send. Per channel the
+    # day cap applies before the week cap (the trace counts what each one removed), then the totals.
     open_cs = consent[:, None] & awake[None, :]  # (C, S) still open
     caps = settings.caps
-    day, week = _send_counts(agg, slots, DAY), _send_counts(agg, slots, WEEK)  # (all channels, S)
-    day_total, week_total = day.sum(axis=0), week.sum(axis=0)
+    day, week = _send_counts(agg, slots, (DAY, WEEK))  # (all channels, S)
     n_msgs = valid.sum(axis=1)
-    for i, (name, code) in enumerate(zip(channels, codes, strict=True)):
-        for limit, counts, label in (
-            (caps.per_channel_day, day[code], f"cap: {name} {caps.per_channel_day}/day"),
-            (caps.per_channel_week, week[code], f"cap: {name} {caps.per_channel_week}/week"),
+    hit_day = open_cs & (day[codes] + 1 > caps.per_channel_day)
+    open_cs &= ~hit_day
+    hit_week = open_cs & (week[codes] + 1 > caps.per_channel_week)
+    open_cs &= ~hit_week
+    for i in np.flatnonzero(hit_day.any(axis=1) | hit_week.any(axis=1)).tolist():
+        name = channels[i]
+        for hit, label in (
+            (hit_day[i], f"cap: {name} {caps.per_channel_day}/day"),
+            (hit_week[i], f"cap: {name} {caps.per_channel_week}/week"),
         ):
-            hit = open_cs[i] & (counts + 1 > limit)
             if hit.any():
-                open_cs[i] &= ~hit
                 trace.append(RuleCount(rule="cap", label=label, excluded=int(hit.sum() * n_msgs[i])))
     for limit, counts, label in (
-        (caps.total_day, day_total, f"cap: total {caps.total_day}/day"),
-        (caps.total_week, week_total, f"cap: total {caps.total_week}/week"),
+        (caps.total_day, day.sum(axis=0), f"cap: total {caps.total_day}/day"),
+        (caps.total_week, week.sum(axis=0), f"cap: total {caps.total_week}/week"),
     ):
         hit = open_cs & (counts + 1 > limit)[None, :]
         if hit.any():
@@ -225,17 +237,15 @@ def _reasons(model: LoadedModel, scored: Scored, picks: Sequence[tuple[int, int,
     cells = [(0, int(sub_c[c]), int(sub_s[s]), m) for c, s, m in picks]
     contrib = scored.prediction.explain(cells)[:, :-1]
     names = model.layout.names
-    out = []
-    for row in contrib:
-        top = np.argsort(-np.abs(row), kind="stable")[:N_REASONS]
-        out.append(
-            [
-                Reason(feature=names[j], description=model.layout.describe(names[j]), contribution=float(row[j]))
-                for j in top
-                if row[j] != 0.0
-            ]
-        )
-    return out
+    tops = np.argsort(-np.abs(contrib), axis=1, kind="stable")[:, :N_REASONS]
+    return [
+        [
+            Reason(feature=names[j], description=model.layout.describe(names[j]), contribution=float(row[j]))
+            for j in top.tolist()
+            if row[j] != 0.0
+        ]
+        for row, top in zip(contrib, tops, strict=True)
+    ]
 
 
 def _heuristic_reason(p: float) -> list[Reason]:
@@ -260,7 +270,7 @@ def decide(
 ) -> RecommendationResponse:
     """One decision for one customer (pure apart from the random draw; logging is the caller's)."""
     s = settings or get_settings()
-    rng = rng or random.Random()  # exploration, not cryptography
+    rng = rng or _RNG
     now = req.now or datetime.now(UTC)
     history = agg if agg is not None else Aggregate.empty()
     profile = profile or Profile()
