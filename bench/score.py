@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import glob
 import json
 import logging
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -425,11 +427,15 @@ print({"imports": t1 - t0, "load": t2 - t1, "first_decision": t3 - t2, "heavy": 
 """
 
 
-def _cold_runs(env: dict[str, str], runs: int) -> dict[str, Any]:
+def _cold_runs(
+    env: dict[str, str], runs: int, python: list[str] | None = None, script: str = COLD, importtime: bool = True
+) -> dict[str, Any]:
+    python = python or [sys.executable]
     results = []
     breakdown: dict[str, float] = {}
     for i in range(runs):
-        args = [sys.executable, "-X", "importtime", "-c", COLD] if i == 0 else [sys.executable, "-c", COLD]
+        trace = importtime and i == 0
+        args = [*python, *(["-X", "importtime"] if trace else []), "-c", script]
         t0 = time.perf_counter()
         out = subprocess.run(args, env=env, cwd=ROOT, capture_output=True, text=True, check=True)
         wall = time.perf_counter() - t0
@@ -448,7 +454,7 @@ def _cold_runs(env: dict[str, str], runs: int) -> dict[str, Any]:
                 breakdown[top] = breakdown.get(top, 0.0) + int(own) / 1e6
     heavy = sorted({h for r in results for h in r["heavy"]})
     assert not heavy, f"heavy modules on the scoring path: {heavy}"
-    runs_ = results[1:] or results  # the first run pays -X importtime overhead
+    runs_ = results[1:] or results  # the first run pays -X importtime overhead (or warms the page cache)
     return {
         "imports": float(np.median([r["imports"] for r in runs_])),
         "load": float(np.median([r["load"] for r in runs_])),
@@ -476,6 +482,43 @@ def bench_cold(env: dict[str, str], runs: int = 5) -> dict[str, Any]:
     return {"pyc": with_pyc, "no_pyc": without}
 
 
+def _python312() -> str | None:
+    """The Lambda runtime's interpreter version, if this machine has one (pyenv here)."""
+    candidates = [
+        shutil.which("python3.12"),
+        *sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.12*/bin/python3.12"))),
+    ]
+    for exe in candidates:
+        if exe and subprocess.run([exe, "-c", "pass"], capture_output=True, check=False).returncode == 0:
+            return exe
+    return None
+
+
+def bench_artifact_cold(env: dict[str, str], runs: int = 5) -> dict[str, Any] | None:
+    """Cold start of the scoring Lambda artifact itself (scripts/build_function.sh for this machine's
+    architecture, python3.12 as on Lambda), imported in isolation (-I -S: only the artifact and the stdlib):
+    as built (with its .pyc), and the same files without any .pyc (-B: none written either)."""
+    python = _python312()
+    if python is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="nbc-bench-artifact-") as tmp:
+        art, bare = Path(tmp) / "score", Path(tmp) / "score-no-pyc"
+        build_env = {**env, "LAMBDA_ARCH": platform.machine(), "LAMBDA_PYTHON": "3.12"}
+        subprocess.run(
+            [str(ROOT / "scripts" / "build_function.sh"), "score", str(art)],
+            env=build_env,
+            check=True,
+            capture_output=True,
+        )
+        shutil.copytree(art, bare, ignore=shutil.ignore_patterns("__pycache__"))
+        out = {}
+        for name, path, flags in (("pyc", art, ["-I", "-S"]), ("no_pyc", bare, ["-I", "-S", "-B"])):
+            script = f"import sys; sys.path.insert(0, {str(path)!r})\n" + COLD
+            out[name] = _cold_runs(env, runs, [python, *flags], script, importtime=False)
+        size = sum(f.stat().st_size for f in art.rglob("*") if f.is_file()) / 1e6
+    return {**out, "python": subprocess.run([python, "-V"], capture_output=True, text=True).stdout.strip(), "mb": size}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=2000)
@@ -501,6 +544,7 @@ def main() -> None:
         warm = bench_warm(args.requests, args.naive_requests, booster)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cold = bench_cold(env)
+    cold["artifact"] = bench_artifact_cold(env)
     report(args, warm, cold, compile_stats, compile_s, train_s)
 
 
@@ -570,6 +614,21 @@ def report(
         "(unchecked-hash .pyc). No pandas, lightgbm, scipy, scikit-learn, pyarrow, polars or dask in `sys.modules` "
         "on the scoring path (asserted).",
         "",
+        *(
+            [
+                f"The scoring Lambda artifact itself (`scripts/build_function.sh score` for {platform.machine()}, "
+                f"{cold['artifact']['mb']:.0f} MB unzipped, imported by {cold['artifact']['python']} with -I -S: "
+                f"nothing but the artifact and the stdlib; median of {cold['artifact']['pyc']['runs']} runs): as "
+                f"built, with its .pyc, imports {cold['artifact']['pyc']['imports'] * 1e3:.0f} ms + model load "
+                f"{cold['artifact']['pyc']['load'] * 1e3:.0f} ms = **"
+                f"{cold['artifact']['pyc']['imports'] + cold['artifact']['pyc']['load']:.2f} s**; the same files "
+                f"without .pyc (as the artifact was before) "
+                f"{cold['artifact']['no_pyc']['imports'] + cold['artifact']['no_pyc']['load']:.2f} s.",
+                "",
+            ]
+            if cold["artifact"]
+            else ["(No python3.12 on this machine: the Lambda artifact's own cold start was not measured.)", ""]
+        ),
         "Import-time breakdown with .pyc (python -X importtime: each module's own time, summed by top-level "
         "package, so the rows add up; -X importtime itself adds some overhead):",
         "",
