@@ -713,11 +713,12 @@ class GridScores:
     slots: dict[int, tuple[int, int]]  # multi-valued grid axis -> (first word, bit offset) of its values in `ok`
 
     def _required(self, cell: Sequence[int]) -> npt.NDArray[np.uint64]:
-        req = np.zeros(self.ok.shape[1], dtype=np.uint64)
+        """The agreement bits a leaf needs to be reached by `cell`."""
+        req = [0] * self.ok.shape[1]
         for axis, (word, offset) in self.slots.items():
             bit = offset + int(cell[axis])
-            req[word + bit // 64] |= np.uint64(1) << np.uint64(bit % 64)
-        return req
+            req[word + bit // 64] |= 1 << (bit % 64)
+        return np.array(req, dtype=np.uint64)
 
     def reached(self, cell: Sequence[int]) -> IntArray:
         """The leaves (one per tree) that grid cell `cell` (one index per group) reaches."""
@@ -750,13 +751,43 @@ def _ranges(start: IntArray, items: IntArray) -> IntArray:
     return out
 
 
+# Odd 64-bit multipliers for multiplicative hashing (golden ratio and two other well-mixed constants).
+_HASH_MULTIPLIERS = (np.uint64(0x9E3779B97F4A7C15), np.uint64(0xC2B2AE3D27D4EB4F), np.uint64(0x165667B19E3779F9))
+
+
 def _unique_rows(words: npt.NDArray[np.uint64]) -> tuple[npt.NDArray[np.uint64], IntArray]:
-    """Distinct rows of a (n, words) array and, per row, the index of its distinct row."""
-    if words.shape[1] == 1:
-        keys, inverse = np.unique(words[:, 0], return_inverse=True)
-        return keys[:, None], inverse.reshape(-1)
-    keys, inverse = np.unique(words, axis=0, return_inverse=True)
-    return keys, inverse.reshape(-1)
+    """Distinct rows of a (n, words) array (in no particular order) and, per row, the index of its distinct row.
+
+    One word per row (the usual case) is deduplicated by hashing, not sorting: sorting a few thousand keys
+    costs ~20 ns per key here, a hash pass a few. Each key is hashed into a table of buckets; a bucket keeps
+    one of the keys that fell in it, the rows holding that key are resolved, and the rows of colliding keys
+    go round again with another multiplier (np.unique after that: never needed in practice)."""
+    if words.shape[1] != 1:
+        keys, inverse = np.unique(words, axis=0, return_inverse=True)
+        return keys, inverse.reshape(-1)
+    todo, keys = np.arange(len(words)), words[:, 0]
+    inverse = np.empty(len(keys), dtype=np.int64)
+    found: list[npt.NDArray[np.uint64]] = []
+    count = 0
+    bits = min(16, max(10, (2 * len(keys)).bit_length()))  # buckets >= 2 x rows: few collisions
+    for multiplier in _HASH_MULTIPLIERS:
+        bucket = ((keys * multiplier) >> np.uint64(64 - bits)).astype(np.intp)  # wraps mod 2**64 on purpose
+        held = np.zeros(1 << bits, dtype=np.uint64)
+        held[bucket] = keys  # one of the bucket's keys (which one does not matter)
+        hit = held[bucket] == keys
+        used = np.zeros(1 << bits, dtype=bool)
+        used[bucket[hit]] = True
+        index = np.cumsum(used) - 1 + count
+        found.append(held[used])
+        count += len(found[-1])
+        if hit.all():
+            inverse[todo] = index[bucket]
+            return np.concatenate(found)[:, None], inverse
+        inverse[todo[hit]] = index[bucket[hit]]
+        todo, keys = todo[~hit], keys[~hit]
+    rest, rest_inverse = np.unique(keys, return_inverse=True)
+    inverse[todo] = rest_inverse.reshape(-1) + count
+    return np.concatenate([*found, rest])[:, None], inverse
 
 
 def _bits_of(words: npt.NDArray[np.uint64], word: int, offset: int, n: int) -> BoolArray:

@@ -202,3 +202,16 @@ def test_grid_cell_contributions_equal_row_contributions(model) -> None:
     raw = model.predict(np.array([rows[c] for c in cells]), raw_score=True)
     assert np.max(np.abs(got.sum(axis=1) - raw)) <= TOL
     assert all(len(scores.reached(c)) == scorer.n_trees for c in cells)
+
+
+@pytest.mark.parametrize("distinct", [1, 7, 200, 3000])
+def test_unique_rows_by_hashing_resolves_collisions(distinct: int) -> None:
+    """The grid's pattern deduplication: every row maps back to its own key, each key listed once."""
+    from model.tree_scorer import _unique_rows
+
+    rng = np.random.default_rng(distinct)
+    pool = rng.integers(0, 2**63, distinct, dtype=np.uint64) | np.uint64(2**63 * (distinct % 2))
+    for words in (pool[rng.integers(0, distinct, 3000)][:, None], rng.integers(0, 3, (500, 2)).astype(np.uint64)):
+        keys, inverse = _unique_rows(words)
+        assert np.array_equal(keys[inverse], words)
+        assert len(keys) == len(np.unique(words, axis=0))
