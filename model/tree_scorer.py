@@ -765,27 +765,35 @@ def _unique_rows(words: npt.NDArray[np.uint64]) -> tuple[npt.NDArray[np.uint64],
     if words.shape[1] != 1:
         keys, inverse = np.unique(words, axis=0, return_inverse=True)
         return keys, inverse.reshape(-1)
-    todo, keys = np.arange(len(words)), words[:, 0]
+    keys = words[:, 0]
+    todo: IntArray | None = None  # rows still unresolved (None: all of them, in the first round)
     inverse = np.empty(len(keys), dtype=np.int64)
     found: list[npt.NDArray[np.uint64]] = []
     count = 0
-    bits = min(16, max(10, (2 * len(keys)).bit_length()))  # buckets >= 2 x rows: few collisions
     for multiplier in _HASH_MULTIPLIERS:
-        bucket = ((keys * multiplier) >> np.uint64(64 - bits)).astype(np.intp)  # wraps mod 2**64 on purpose
+        bits = min(16, max(6, (2 * len(keys)).bit_length()))  # buckets >= 2 x rows: few collisions
+        bucket = ((keys * multiplier) >> np.uint64(64 - bits)).view(np.int64)  # the product wraps on purpose
         held = np.zeros(1 << bits, dtype=np.uint64)
         held[bucket] = keys  # one of the bucket's keys (which one does not matter)
         hit = held[bucket] == keys
+        done = bool(hit.all())
         used = np.zeros(1 << bits, dtype=bool)
-        used[bucket[hit]] = True
-        index = np.cumsum(used) - 1 + count
-        found.append(held[used])
-        count += len(found[-1])
-        if hit.all():
-            inverse[todo] = index[bucket]
+        used[bucket if done else bucket[hit]] = True
+        distinct = np.flatnonzero(used)
+        index = np.empty(1 << bits, dtype=np.int64)
+        index[distinct] = np.arange(count, count + len(distinct))
+        found.append(held[distinct])
+        count += len(distinct)
+        if done and todo is None:
+            return found[0][:, None], index[bucket]
+        rows = np.arange(len(keys)) if todo is None else todo
+        if done:
+            inverse[rows] = index[bucket]
             return np.concatenate(found)[:, None], inverse
-        inverse[todo[hit]] = index[bucket[hit]]
-        todo, keys = todo[~hit], keys[~hit]
+        inverse[rows[hit]] = index[bucket[hit]]
+        todo, keys = rows[~hit], keys[~hit]
     rest, rest_inverse = np.unique(keys, return_inverse=True)
+    assert todo is not None
     inverse[todo] = rest_inverse.reshape(-1) + count
     return np.concatenate([*found, rest])[:, None], inverse
 
