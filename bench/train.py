@@ -131,8 +131,9 @@ def markdown(v: dict[str, float | str], f: dict[str, float], s: dict[str, float]
         " run, 2026-11-23, with last touch only: funnel 84.2%, direct model 81.0% of the oracle on this data).",
         "- Slot features: sends by UTC hour of day in the fold, so `hour_response_lift` is a response rate by"
         " send hour relative to what the customer's send times predict (the engagement histogram alone mostly"
-        " shows the business-as-usual 10:00 sends). On this data it changed the value by < 0.1 point: about 10"
-        " explored sends per customer say little about a personal peak hour.",
+        " shows the business-as-usual 10:00 sends). On this data it changed the value by < 0.1 point (funnel"
+        " teacher, last-touch labels: 83.19% of the oracle without, 83.18% with): about 10 explored sends per"
+        " customer say little about a personal peak hour.",
         f"- AUC {float(v['auc']):.4f}, log loss {float(v['logloss']):.4f}, ECE {float(v['ece']):.4f} on held-out sends "
         f"({float(v['rows']):,.0f} rows from {float(v['touchpoints']):,.0f} touchpoints; {v['iterations']} trees).",
         f"- Off-policy: model SNIPS {float(v['model_snips']):.3f} from only {v['model_matches']} matching logged"
