@@ -20,9 +20,21 @@ that test a group-g feature agree for group value v":
 
     raw[v_1, ..., v_K] = sum over leaves l of  value[l] * ok_1[l, v_1] * ... * ok_K[l, v_K]
 
-Groups with one value (the customer) just prune leaves (most of each tree becomes unreachable); the
-remaining groups are combined by broadcasting and one matrix product over the surviving leaves. The work
-is proportional to (splits x distinct group values) plus one small GEMM, not to trees x candidates.
+How the work stays small (all per-model structures are built once per model and request shape, see
+``_GroupPlan`` and ``_MultiPlan``; a request only indexes them):
+
+* decisions are taken once per distinct split (feature, threshold, missing handling, category set), not per
+  node: LightGBM bins each feature into at most ``max_bin`` thresholds, so 500 trees share a few hundred;
+* groups with one value (the customer) prune leaves: leaves are numbered depth-first, so a subtree's leaves
+  are a contiguous range, the surviving set is a bitset of 64-leaf words and each split ANDs in what it keeps
+  (most of each tree becomes unreachable);
+* for the other groups, a split's decisions for all of its group's values are one bit-packed word, so
+  ``ok_g[l, :]`` for every group at once is an OR-reduction of a few words along leaf ``l``'s path;
+* surviving leaves share few agreement patterns: values are summed per (left groups' pattern, right group's
+  pattern) pair (patterns deduplicated by hashing), then two small matrix products give every cell.
+
+The work is proportional to (distinct splits x group values) + (path entries of the surviving leaves), not
+to trees x candidates.
 
 Reasons: ``contributions`` gives path attributions (Saabas): along each tree's decision path, the change of
 the node value at every split is credited to the split's feature, plus a bias (the sum of root values).
