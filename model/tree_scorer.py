@@ -684,8 +684,9 @@ class TreeScorer:
                 order.append(gi)
         order.append(mp.groups[right])
         rhs = _bits_of(right_keys, mp.word[right], mp.offset[right], sizes[mp.groups[right]]).astype(np.float64)
-        if lhs.shape[1] * weights.shape[1] <= weights.shape[0] * rhs.shape[1]:
-            out = (lhs.T @ weights) @ rhs  # (product of the left sizes, right size)
+        (n_left, n_right), width_left, width_right = weights.shape, lhs.shape[1], rhs.shape[1]
+        if width_left * n_right * (n_left + width_right) <= n_left * width_right * (n_right + width_left):
+            out = (lhs.T @ weights) @ rhs  # (product of the left sizes, right size), the cheaper order first
         else:
             out = lhs.T @ (weights @ rhs)
         # Single-valued axes are 1 wide: the reshape to `sizes` puts them back.
