@@ -14,7 +14,7 @@ from model.aggregate import Aggregate, FoldEvent, fold
 from model.channels import catalogue
 from model.features import row
 from model.schemas import EVENT_INDEX
-from training import dataset
+from training import dataset, train
 from training.simulate import SimConfig, simulate
 
 T0 = datetime(2026, 9, 1, 10, 0, tzinfo=UTC)
@@ -91,6 +91,12 @@ def test_conversions_go_to_the_last_click_else_to_the_last_touch() -> None:
     assert got == {"x1": 10.0, "x2": 0.0, "y1": 20.0, "z1": 0.0, "z2": 30.0}
     clicks = dict(zip(ts.meta["send_id"].to_list(), ts.meta["clicks"].to_list(), strict=True))
     assert clicks == {"x1": 1, "x2": 0, "y1": 0, "z1": 1, "z2": 0}
+    # The funnel's stage labels: a conversion without an attributed click still reached the click stage, so
+    # P(click stage) x P(conversion | click stage) is P(conversion).
+    reached, converted = train.funnel_labels(ts, ("clicks",))
+    ids = ts.meta["send_id"].to_list()
+    assert dict(zip(ids, reached.tolist(), strict=True)) == {"x1": 1, "x2": 0, "y1": 1, "z1": 1, "z2": 1}
+    assert dict(zip(ids, converted.tolist(), strict=True)) == {"x1": 1, "x2": 0, "y1": 1, "z1": 0, "z2": 1}
 
 
 def test_value_objective_and_click_objective() -> None:
