@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from model.aggregate import CONVERTED, DAY, SENT, Aggregate
 from model.channels import catalogue
-from model.features import channel_features, customer_features, message_features, slot_features
+from model.features import channel_features, customer_features, message_features, slot_feature_rows
 from model.predictor import GridPrediction, LoadedModel
 from model.recommend_schemas import (
     NONE_CHANNEL,
@@ -216,7 +216,7 @@ def score(grid: Grid, model: LoadedModel | None, agg: Aggregate, profile: Profil
     levels = model.message_levels
     cust = np.array([customer_features(agg, profile.attributes, model.layout, ts)])
     ch = np.array([channel_features(agg, grid.codes[i], ts) for i in range(shape[0])])
-    slot = np.array([slot_features(agg, float(t), zone) for t in grid.slots])
+    slot = np.array(slot_feature_rows(agg, grid.slots.tolist(), zone))
     msg = np.array([message_features(m, levels) for m in grid.messages])
     groups = [cust, ch, slot, msg]
     if not (len(rows_c) and len(rows_s)):

@@ -230,14 +230,17 @@ RESPONSE_WINDOW = 3  # hours of engagement credited to a send hour
 RESPONSE_STRENGTH = 2.0  # pseudo-engagements at the customer's own average rate (little evidence -> lift 1)
 
 
-def _hour_response(how: list[int], sent_hod: list[int], hour: int) -> tuple[float, float]:
-    """(response lift, sends) at UTC hour of day `hour`.
+def _hour_part(how: list[int], total: int, sent_hod: list[int], hour: int) -> tuple[float, float, float]:
+    """(engagement share, response lift, sends) at UTC hour of day `hour`.
 
     The engagement histogram alone mostly shows when messages went out (business as usual sends at one
     hour); dividing the engagements in the few hours after `hour` by what the customer's send times predict
     for those hours at the customer's average rate gives a lift that is ~1 wherever response is flat.
     """
+    share = _rate(sum(how[d * 24 + hour] for d in range(7)), total, 1 / 24, 4.0)
     total_sent = sum(sent_hod)
+    if total_sent == 0:
+        return share, 1.0, 0.0
     eng = 0
     exposure = 0.0
     for k in range(RESPONSE_WINDOW):
@@ -245,31 +248,40 @@ def _hour_response(how: list[int], sent_hod: list[int], hour: int) -> tuple[floa
         eng += how[h] + how[h + 24] + how[h + 48] + how[h + 72] + how[h + 96] + how[h + 120] + how[h + 144]
         for j, w in enumerate(RESPONSE_LAG):
             exposure += sent_hod[(h - j) % 24] * w
-    if total_sent == 0:
-        return 1.0, 0.0
-    expected = exposure * sum(how) / (total_sent * sum(RESPONSE_LAG))
-    return (eng + RESPONSE_STRENGTH) / (expected + RESPONSE_STRENGTH), float(sent_hod[hour])
+    expected = exposure * total / (total_sent * sum(RESPONSE_LAG))
+    return share, (eng + RESPONSE_STRENGTH) / (expected + RESPONSE_STRENGTH), float(sent_hod[hour])
+
+
+def slot_feature_rows(agg: Aggregate, send_ts: Sequence[float], zone: ZoneInfo) -> list[list[float]]:
+    """Features of sending at each instant of `send_ts` to a customer living in `zone` (DST-aware).
+
+    The hour- and weekday-dependent parts are computed once per distinct UTC hour of day and weekday: a
+    48-hour candidate horizon has 24 of each at most.
+    """
+    how = agg.how
+    total = sum(how)
+    by_hour: dict[int, tuple[float, float, float]] = {}
+    by_dow: dict[int, float] = {}
+    rows = []
+    for ts in send_ts:
+        local = local_time(ts, zone)
+        utc_hour = int(ts // 3600)
+        hour = utc_hour % 24
+        dow = (utc_hour // 24 + 3) % 7  # UTC weekday, Monday = 0
+        hour_part = by_hour.get(hour)
+        if hour_part is None:
+            hour_part = by_hour[hour] = _hour_part(how, total, agg.sent_hod, hour)
+        dow_share = by_dow.get(dow)
+        if dow_share is None:
+            dow_share = by_dow[dow] = _rate(sum(how[dow * 24 : dow * 24 + 24]), total, 1 / 7, 4.0)
+        share, lift, sends = hour_part
+        rows.append([float(local.hour), float(local.weekday()), share, dow_share, lift, sends])
+    return rows
 
 
 def slot_features(agg: Aggregate, send_ts: float, zone: ZoneInfo) -> list[float]:
-    """Features of sending at instant `send_ts` to a customer living in `zone` (DST-aware)."""
-    local = local_time(send_ts, zone)
-    how = agg.how
-    total = sum(how)
-    utc_hour = int(send_ts // 3600)
-    hour_of_day = utc_hour % 24
-    hour_bin = sum(how[d * 24 + hour_of_day] for d in range(7))
-    dow = (utc_hour // 24 + 3) % 7  # UTC weekday, Monday = 0
-    dow_bin = sum(how[dow * 24 : dow * 24 + 24])
-    lift, sends = _hour_response(how, agg.sent_hod, hour_of_day)
-    return [
-        float(local.hour),
-        float(local.weekday()),
-        _rate(hour_bin, total, 1 / 24, 4.0),
-        _rate(dow_bin, total, 1 / 7, 4.0),
-        lift,
-        sends,
-    ]
+    """Features of sending at instant `send_ts` (one row of `slot_feature_rows`)."""
+    return slot_feature_rows(agg, (send_ts,), zone)[0]
 
 
 def message_features(message_id: str | None, levels: Sequence[str]) -> list[float]:

@@ -46,7 +46,7 @@ from model.features import (
     local_time,
     message_features,
     row,
-    slot_features,
+    slot_feature_rows,
 )
 from model.schemas import EVENT_INDEX, Profile, QuietHours, default_quiet_hours
 from model.settings import get_settings
@@ -703,7 +703,7 @@ class _ContextBuilder:
                 chan[j] = [channel_features(agg, c, t) for c in range(self.n_ch)]
         p["cust"].append(cust)
         p["chan"].append(chan)
-        p["slot"].append([slot_features(agg, t, info.zone) for t in slots])
+        p["slot"].append(slot_feature_rows(agg, slots, info.zone))
         p["slot_ts"].append(slots)
         p["slot_ok"].append(ok)
         p["local_hour"].append([lt.hour for lt in locals_])
