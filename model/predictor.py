@@ -131,6 +131,10 @@ def load_version(store: ModelStore, version: str) -> LoadedModel:
             raise ModelLoadError(f"compiled model of {version} unusable: {exc}") from exc
         if scorer.n_features != len(layout.names):
             raise ModelLoadError(f"compiled model of {version} has {scorer.n_features} features")
+        try:
+            scorer.prepare(group_widths(layout))  # the grid path's tables, here rather than in the first request
+        except Exception as exc:
+            raise ModelLoadError(f"compiled model of {version} unusable: {exc}") from exc
         return LoadedModel(version, manifest, "compiled", layout, scorer=scorer)
     if importlib.util.find_spec("lightgbm") is None:
         raise ModelLoadError(f"model {version} is not compiled and lightgbm is not installed here")

@@ -474,6 +474,11 @@ class TreeScorer:
         return reached
 
     # ------------------------------------------------------------------ the candidate-grid fast path
+    def prepare(self, widths: tuple[int, ...]) -> None:
+        """Build the per-model tables of the grid path for these feature groups now (~15 ms for a 1000-tree
+        model), at load time, rather than in the first request."""
+        self._plan(widths)
+
     def _plan(self, widths: tuple[int, ...]) -> list[_GroupPlan]:
         plan = self._plans.get(widths)
         if plan is not None:

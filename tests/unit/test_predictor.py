@@ -45,6 +45,8 @@ def test_refresh_on_ttl_keeps_last_good_and_retries_repaired_versions(booster) -
     loaded = predictor.model()
     assert loaded is not None
     assert (loaded.version, loaded.kind) == ("v1", "compiled")
+    assert loaded.scorer is not None
+    assert loaded.widths in loaded.scorer._plans  # the grid path's tables are built at load, not per request
 
     # A corrupt new CURRENT: refused, the last good model stays in service.
     store.publish("v2", {"model.npz": b"junk"}, manifest_for(layout(), "v2", {"compiled": "model.npz"}))
