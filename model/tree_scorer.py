@@ -847,12 +847,6 @@ def _pack(flags: BoolArray) -> npt.NDArray[np.uint64]:
     return padded.view("<u8")
 
 
-def _unpack(words: npt.NDArray[np.uint64], v: int) -> BoolArray:
-    raw = np.ascontiguousarray(words, dtype="<u8").view(np.uint8)
-    out: BoolArray = np.unpackbits(raw, axis=1, bitorder="little")[:, :v].astype(bool)
-    return out
-
-
 def grid_rows(groups: Sequence[npt.ArrayLike]) -> FloatArray:
     """The full feature rows of a grid (every combination, C order): the slow path, for verification."""
     mats = [np.atleast_2d(np.asarray(g, dtype=np.float64)) for g in groups]
