@@ -62,6 +62,9 @@ MISSING_NONE, MISSING_ZERO, MISSING_NAN = 0, 1, 2
 _MISSING = {"None": MISSING_NONE, "Zero": MISSING_ZERO, "NaN": MISSING_NAN}
 ZERO_THRESHOLD = float(np.float32(1e-35))  # LightGBM's kZeroThreshold (a float promoted to double)
 _INT_MAX = float(2**31 - 1)
+# Request shapes (channels x slots x messages) whose tables are kept: callers choose the shape (up to 8 x 168 x
+# 20), so an unbounded cache would grow with every new one; the usual traffic uses a handful.
+_MULTI_CACHE = 32
 
 
 class CompileError(ValueError):
@@ -597,6 +600,8 @@ class TreeScorer:
             bits=group_bits,
             full=np.bitwise_or.reduce(group_bits, axis=0),
         )
+        if len(self._multi) >= _MULTI_CACHE:
+            del self._multi[next(iter(self._multi))]  # the oldest shape
         self._multi[key] = mp
         return mp
 

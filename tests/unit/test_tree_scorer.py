@@ -215,3 +215,18 @@ def test_unique_rows_by_hashing_resolves_collisions(distinct: int) -> None:
         keys, inverse = _unique_rows(words)
         assert np.array_equal(keys[inverse], words)
         assert len(keys) == len(np.unique(words, axis=0))
+
+
+def test_request_shape_cache_is_bounded_and_results_stay_exact(model) -> None:
+    """Callers choose the grid's shape; the per-shape tables kept must not grow with every new one."""
+    from model.tree_scorer import _MULTI_CACHE
+
+    lay = layout()
+    scorer = TreeScorer.from_dump(model.dump_model())
+    shapes = [(1, c, s, 2) for c in (2, 3, 5, 8) for s in range(2, 2 + (_MULTI_CACHE // 4) + 3)]
+    assert len(shapes) > _MULTI_CACHE
+    for i, sizes in enumerate([*shapes, shapes[0]]):  # the first shape again, after its tables were evicted
+        groups = _groups(lay, _odd_rows(lay, n=sum(sizes), seed=i), sizes)
+        ref = model.predict(grid_rows(groups), raw_score=True).reshape(sizes)
+        assert np.max(np.abs(scorer.grid_raw(groups) - ref)) <= TOL
+        assert len(scorer._multi) <= _MULTI_CACHE
