@@ -1,0 +1,596 @@
+"""Off-policy estimators over per-decision arrays (pure numpy).
+
+Every estimator reads n logged decisions as aligned 1-D arrays:
+
+    reward    [n]  observed net reward of the logged action
+    pscore    [n]  logging propensity of the logged action (NaN = unknown; such decisions are left out of the
+                   weighted estimators, never of DM)
+    pi_logged [n]  target policy's probability of the logged action
+    q_logged  [n]  reward model's prediction for the logged action (cross-fitted, never the evaluated model)
+    q_pi      [n]  reward model's expected reward under the target policy, sum_a pi(a|x) q(x, a)
+    pi_embed  [n]  target policy's marginal probability of the logged action's embedding (e.g. its channel)
+    p_embed   [n]  logging policy's marginal probability of that embedding (NaN = unknown)
+
+An estimator is first a `Terms` object: per-decision numerators and denominators whose ratio of sums is the
+estimate. Resampling decisions resamples those columns, so every estimator (self-normalised ones included) and
+the difference of two policies on the same decisions (`paired_difference`) get percentile bootstrap intervals
+from one shared index matrix. See docs/ope.md for the formulas, when each is reliable and the lead rule.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypeGuard
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+IndexArray = npt.NDArray[np.integer[Any]]
+Seed = int | np.random.Generator
+
+N_BOOT = 500
+LEVEL = 0.95
+MIN_ESS_SHARE = 0.01  # lead rule: full-action weights are "thin" below this ESS share of the decisions used ...
+MIN_MATCHED = 30  # ... or below this many decisions with a positive weight
+ESTIMATORS = ("dm", "ips", "snips", "dr", "sndr", "mips", "mdr")
+
+_BLOCK = 1 << 22  # cells of the [rows, n] resampling count matrix held at once (32 MB of float64)
+_TOL = 1e-9
+
+
+# --- results ------------------------------------------------------------------------------------------------
+
+
+def _finite_or_none(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """A policy value with its 95% interval and the diagnostics that say how far to trust it.
+
+    value       the estimate (NaN when the estimator has no decision to use, e.g. no propensities)
+    ci          percentile bootstrap interval over decisions, (lo, hi)
+    ess         Kish effective sample size of the importance weights, (sum w)^2 / sum w^2 (DM: n)
+    max_weight  largest importance weight used (DM: 1)
+    matched     decisions with a positive weight (for a deterministic target: logged action == its choice)
+    support     share of all logged decisions the estimator can use (a known, positive propensity)
+    n           decisions used
+    """
+
+    value: float
+    ci: tuple[float, float]
+    ess: float
+    max_weight: float
+    matched: int
+    support: float
+    n: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready; non-finite numbers become None (null), never NaN."""
+        return {
+            "value": _finite_or_none(self.value),
+            "ci": [_finite_or_none(self.ci[0]), _finite_or_none(self.ci[1])],
+            "ess": _finite_or_none(self.ess),
+            "max_weight": _finite_or_none(self.max_weight),
+            "matched": self.matched,
+            "support": _finite_or_none(self.support),
+            "n": self.n,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    """Paired difference a - b of two policies' values on the same decisions, with its bootstrap interval."""
+
+    value: float
+    ci: tuple[float, float]
+    n: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"value": _finite_or_none(self.value), "ci": [_finite_or_none(self.ci[0]), _finite_or_none(self.ci[1])]}
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Terms:
+    """Per-decision contributions of one estimator for one policy.
+
+    The estimate is  sum_k  sum_i num_k[i] / sum_i den_k[i]  over the parts k (one part for dm, ips, snips, dr,
+    mips, mdr; two for sndr). For a plain mean (ips, dr, ...) the numerator is the per-decision term and the
+    denominator is 1 for the decisions used, 0 for the others; for a self-normalised ratio it is the weight.
+    Resampling decisions resamples every column with the same indices, which is what makes intervals of
+    self-normalised estimators and paired differences consistent.
+
+    weight and used feed the diagnostics: importance weights (0 where unused; 1 everywhere for DM) and which
+    decisions the estimator can use.
+    """
+
+    parts: tuple[tuple[FloatArray, FloatArray], ...]
+    weight: FloatArray
+    used: BoolArray
+
+    def __len__(self) -> int:
+        return int(self.used.shape[0])
+
+    def columns(self) -> FloatArray:
+        """[n, 2k] matrix: num_1, den_1, num_2, den_2, ..."""
+        return np.column_stack([c for part in self.parts for c in part]).astype(np.float64, copy=False)
+
+    def combine(self, sums: FloatArray) -> FloatArray:
+        """Estimates from column sums [..., 2k] (as given by `columns`)."""
+        total = np.zeros(sums.shape[:-1], dtype=np.float64)
+        for k in range(len(self.parts)):
+            total = total + _ratio(sums[..., 2 * k], sums[..., 2 * k + 1])
+        return total
+
+    def value(self) -> float:
+        return float(self.combine(self.columns().sum(axis=0)))
+
+    def resample(self, idx: IndexArray) -> FloatArray:
+        """The estimate on each bootstrap resample: idx is [B, n] indices of decisions."""
+        return self.combine(_resampled_sums(idx, self.columns()))
+
+
+# --- numerics -----------------------------------------------------------------------------------------------
+
+
+def _ratio(num: FloatArray | np.float64, den: FloatArray | np.float64) -> FloatArray:
+    num_a = np.asarray(num, dtype=np.float64)
+    den_a = np.asarray(den, dtype=np.float64)
+    out = np.full(np.broadcast(num_a, den_a).shape, np.nan)
+    np.divide(num_a, den_a, out=out, where=den_a != 0)
+    return out
+
+
+def kish_ess(weight: npt.ArrayLike) -> float:
+    """Kish effective sample size (sum w)^2 / sum w^2; 0 when every weight is 0."""
+    w = np.asarray(weight, dtype=np.float64)
+    sq = float(np.sum(w * w))
+    return float(np.sum(w)) ** 2 / sq if sq > 0 else 0.0
+
+
+def bootstrap_indices(n: int, n_boot: int = N_BOOT, seed: Seed = 0) -> IndexArray:
+    """[n_boot, n] indices of decisions drawn with replacement from a seeded numpy Generator.
+
+    Draw once and pass the same matrix to every estimator and to `paired_difference`: the same seed and n give
+    the same matrix. Memory: 4 bytes per cell (n_boot x n), e.g. 10 MB for 500 x 5,000.
+    """
+    if n_boot < 1:
+        raise ValueError("n_boot must be >= 1")
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    if n == 0:
+        return np.zeros((n_boot, 0), dtype=np.int32)
+    dtype = np.int32 if n < 2**31 else np.int64
+    return rng.integers(0, n, size=(n_boot, n), dtype=dtype)
+
+
+def _resampled_sums(idx: IndexArray, cols: FloatArray) -> FloatArray:
+    """Column sums of each resample, [B, k]: resample counts times the columns, in blocks of rows."""
+    n_boot, n = idx.shape
+    if cols.shape[0] != n:
+        raise ValueError(f"index matrix is over {n} decisions, the terms over {cols.shape[0]}")
+    out = np.zeros((n_boot, cols.shape[1]), dtype=np.float64)
+    if n == 0:
+        return out
+    rows = max(1, _BLOCK // n)
+    for start in range(0, n_boot, rows):
+        blk = idx[start : start + rows]
+        counts = np.empty((blk.shape[0], n), dtype=np.float64)
+        for j in range(blk.shape[0]):  # one cache-friendly bincount per resample beats one over the block
+            counts[j] = np.bincount(blk[j], minlength=n)
+        out[start : start + rows] = counts @ cols
+    return out
+
+
+def _percentile_ci(boot: FloatArray, level: float) -> tuple[float, float]:
+    """Percentile interval over the resamples where the estimate is defined (a resample without any weight
+    leaves a self-normalised estimate undefined)."""
+    finite = boot[np.isfinite(boot)]
+    if finite.size == 0:
+        return (math.nan, math.nan)
+    alpha = (1.0 - level) / 2.0
+    lo, hi = np.quantile(finite, [alpha, 1.0 - alpha])
+    return (float(lo), float(hi))
+
+
+def _draw(n: int, idx: IndexArray | None, n_boot: int, seed: Seed) -> IndexArray:
+    if idx is None:
+        return bootstrap_indices(n, n_boot, seed)
+    if idx.ndim != 2 or idx.shape[1] != n:
+        raise ValueError(f"idx must be [B, {n}], got {idx.shape}")
+    if n and (idx.min() < 0 or idx.max() >= n):
+        raise ValueError(f"idx must index decisions 0..{n - 1}")
+    return idx
+
+
+# --- inputs -------------------------------------------------------------------------------------------------
+
+
+def _arr(name: str, x: npt.ArrayLike, n: int | None) -> FloatArray:
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {a.shape}")
+    if n is not None and a.shape[0] != n:
+        raise ValueError(f"{name} has {a.shape[0]} decisions, expected {n}")
+    return a
+
+
+def _finite(name: str, x: npt.ArrayLike, n: int | None = None) -> FloatArray:
+    a = _arr(name, x, n)
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} must be finite")
+    return a
+
+
+def _probability(name: str, x: npt.ArrayLike, n: int | None = None, *, unknown_ok: bool = False) -> FloatArray:
+    a = _arr(name, x, n) if unknown_ok else _finite(name, x, n)
+    known = a[np.isfinite(a)]
+    if unknown_ok and np.isinf(a).any():
+        raise ValueError(f"{name} must be a probability or NaN (unknown)")
+    if ((known < -_TOL) | (known > 1.0 + _TOL)).any():
+        raise ValueError(f"{name} must lie in [0, 1]")
+    return a
+
+
+def _weights(pi: FloatArray, p: FloatArray, clip: float | None) -> tuple[FloatArray, BoolArray]:
+    """w = pi / p where p is known and positive (used), 0 elsewhere; optionally clipped at `clip`."""
+    used = np.isfinite(p) & (p > 0)
+    w = np.zeros(pi.shape[0], dtype=np.float64)
+    np.divide(pi, p, out=w, where=used)
+    if clip is not None:
+        if clip <= 0:
+            raise ValueError("clip must be positive")
+        np.minimum(w, clip, out=w)
+    return w, used
+
+
+def _mean_part(term: FloatArray, used: BoolArray) -> tuple[FloatArray, FloatArray]:
+    u = used.astype(np.float64)
+    return (np.where(used, term, 0.0), u)
+
+
+# --- terms of each estimator --------------------------------------------------------------------------------
+
+
+def dm_terms(q_pi: npt.ArrayLike) -> Terms:
+    """Direct method: mean_i q_pi[i], over every decision (no propensity needed)."""
+    q = _finite("q_pi", q_pi)
+    ones = np.ones(q.shape[0], dtype=np.float64)
+    return Terms(((q, ones),), ones, np.ones(q.shape[0], dtype=np.bool_))
+
+
+def ips_terms(
+    reward: npt.ArrayLike, pscore: npt.ArrayLike, pi_logged: npt.ArrayLike, *, clip: float | None = None
+) -> Terms:
+    """IPS: mean over decisions with a known propensity of w_i r_i, w_i = pi_logged / pscore."""
+    r = _finite("reward", reward)
+    p = _probability("pscore", pscore, r.shape[0], unknown_ok=True)
+    pi = _probability("pi_logged", pi_logged, r.shape[0])
+    w, used = _weights(pi, p, clip)
+    return Terms((_mean_part(w * r, used),), w, used)
+
+
+def snips_terms(
+    reward: npt.ArrayLike, pscore: npt.ArrayLike, pi_logged: npt.ArrayLike, *, clip: float | None = None
+) -> Terms:
+    """SNIPS: sum_i w_i r_i / sum_i w_i over decisions with a known propensity."""
+    r = _finite("reward", reward)
+    p = _probability("pscore", pscore, r.shape[0], unknown_ok=True)
+    pi = _probability("pi_logged", pi_logged, r.shape[0])
+    w, used = _weights(pi, p, clip)
+    return Terms(((w * r, w),), w, used)
+
+
+def _dr_parts(
+    reward: npt.ArrayLike,
+    pi_target: npt.ArrayLike,
+    p_logging: npt.ArrayLike,
+    q_logged: npt.ArrayLike,
+    q_pi: npt.ArrayLike,
+    clip: float | None,
+    names: tuple[str, str],
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray, BoolArray]:
+    r = _finite("reward", reward)
+    n = r.shape[0]
+    pi = _probability(names[0], pi_target, n)
+    p = _probability(names[1], p_logging, n, unknown_ok=True)
+    ql = _finite("q_logged", q_logged, n)
+    qp = _finite("q_pi", q_pi, n)
+    w, used = _weights(pi, p, clip)
+    return r, ql, qp, w, used
+
+
+def dr_terms(
+    reward: npt.ArrayLike,
+    pscore: npt.ArrayLike,
+    pi_logged: npt.ArrayLike,
+    q_logged: npt.ArrayLike,
+    q_pi: npt.ArrayLike,
+    *,
+    clip: float | None = None,
+) -> Terms:
+    """DR: mean over decisions with a known propensity of q_pi + w (r - q_logged)."""
+    r, ql, qp, w, used = _dr_parts(reward, pi_logged, pscore, q_logged, q_pi, clip, ("pi_logged", "pscore"))
+    return Terms((_mean_part(qp + w * (r - ql), used),), w, used)
+
+
+def sndr_terms(
+    reward: npt.ArrayLike,
+    pscore: npt.ArrayLike,
+    pi_logged: npt.ArrayLike,
+    q_logged: npt.ArrayLike,
+    q_pi: npt.ArrayLike,
+    *,
+    clip: float | None = None,
+) -> Terms:
+    """Self-normalised DR: mean q_pi + sum w (r - q_logged) / sum w, over decisions with a known propensity."""
+    r, ql, qp, w, used = _dr_parts(reward, pi_logged, pscore, q_logged, q_pi, clip, ("pi_logged", "pscore"))
+    return Terms((_mean_part(qp, used), (w * (r - ql), w)), w, used)
+
+
+def mips_terms(
+    reward: npt.ArrayLike, pi_embed: npt.ArrayLike, p_embed: npt.ArrayLike, *, clip: float | None = None
+) -> Terms:
+    """MIPS: mean over decisions with a known embedding propensity of w_e r, w_e = pi_embed / p_embed."""
+    r = _finite("reward", reward)
+    pe = _probability("pi_embed", pi_embed, r.shape[0])
+    p = _probability("p_embed", p_embed, r.shape[0], unknown_ok=True)
+    w, used = _weights(pe, p, clip)
+    return Terms((_mean_part(w * r, used),), w, used)
+
+
+def mdr_terms(
+    reward: npt.ArrayLike,
+    pi_embed: npt.ArrayLike,
+    p_embed: npt.ArrayLike,
+    q_logged: npt.ArrayLike,
+    q_pi: npt.ArrayLike,
+    *,
+    clip: float | None = None,
+) -> Terms:
+    """Marginalised DR: mean of q_pi + w_e (r - q_logged), w_e = pi_embed / p_embed."""
+    r, ql, qp, w, used = _dr_parts(reward, pi_embed, p_embed, q_logged, q_pi, clip, ("pi_embed", "p_embed"))
+    return Terms((_mean_part(qp + w * (r - ql), used),), w, used)
+
+
+# --- estimates ----------------------------------------------------------------------------------------------
+
+
+def _resample_many(terms: list[Terms], idx: IndexArray) -> list[FloatArray]:
+    """Each terms' estimate on every resample, from one pass over the resample counts."""
+    cols = [t.columns() for t in terms]
+    sums = _resampled_sums(idx, np.hstack(cols))
+    out, start = [], 0
+    for t, c in zip(terms, cols, strict=True):
+        out.append(t.combine(sums[:, start : start + c.shape[1]]))
+        start += c.shape[1]
+    return out
+
+
+def _summarise(terms: Terms, boot: FloatArray, level: float) -> Estimate:
+    used = terms.used
+    n_used = int(used.sum())
+    if n_used == 0:
+        return Estimate(math.nan, (math.nan, math.nan), 0.0, 0.0, 0, 0.0, 0)
+    w = terms.weight[used]
+    return Estimate(
+        value=terms.value(),
+        ci=_percentile_ci(boot, level),
+        ess=kish_ess(w),
+        max_weight=float(w.max()),
+        matched=int((w > 0).sum()),
+        support=n_used / len(terms),
+        n=n_used,
+    )
+
+
+def estimate(
+    terms: Terms, *, idx: IndexArray | None = None, n_boot: int = N_BOOT, seed: Seed = 0, level: float = LEVEL
+) -> Estimate:
+    """Value, bootstrap interval and diagnostics of one estimator's terms."""
+    return _summarise(terms, terms.resample(_draw(len(terms), idx, n_boot, seed)), level)
+
+
+def paired_difference(
+    a_terms: Terms,
+    b_terms: Terms,
+    *,
+    idx: IndexArray | None = None,
+    n_boot: int = N_BOOT,
+    seed: Seed = 0,
+    level: float = LEVEL,
+) -> Difference:
+    """Value of policy a minus policy b on the same logged decisions, with a paired bootstrap interval: both
+    policies' estimates are recomputed on the same resampled decisions, so what they share cancels out."""
+    n = len(a_terms)
+    if len(b_terms) != n:
+        raise ValueError(f"paired terms must cover the same decisions: {n} vs {len(b_terms)}")
+    a_boot, b_boot = _resample_many([a_terms, b_terms], _draw(n, idx, n_boot, seed))
+    value = a_terms.value() - b_terms.value()
+    return Difference(value=float(value), ci=_percentile_ci(a_boot - b_boot, level), n=n)
+
+
+def dm(
+    q_pi: npt.ArrayLike, *, idx: IndexArray | None = None, n_boot: int = N_BOOT, seed: Seed = 0, level: float = LEVEL
+) -> Estimate:
+    return estimate(dm_terms(q_pi), idx=idx, n_boot=n_boot, seed=seed, level=level)
+
+
+def ips(
+    reward: npt.ArrayLike,
+    pscore: npt.ArrayLike,
+    pi_logged: npt.ArrayLike,
+    *,
+    clip: float | None = None,
+    idx: IndexArray | None = None,
+    n_boot: int = N_BOOT,
+    seed: Seed = 0,
+    level: float = LEVEL,
+) -> Estimate:
+    return estimate(ips_terms(reward, pscore, pi_logged, clip=clip), idx=idx, n_boot=n_boot, seed=seed, level=level)
+
+
+def snips(
+    reward: npt.ArrayLike,
+    pscore: npt.ArrayLike,
+    pi_logged: npt.ArrayLike,
+    *,
+    clip: float | None = None,
+    idx: IndexArray | None = None,
+    n_boot: int = N_BOOT,
+    seed: Seed = 0,
+    level: float = LEVEL,
+) -> Estimate:
+    return estimate(snips_terms(reward, pscore, pi_logged, clip=clip), idx=idx, n_boot=n_boot, seed=seed, level=level)
+
+
+def dr(
+    reward: npt.ArrayLike,
+    pscore: npt.ArrayLike,
+    pi_logged: npt.ArrayLike,
+    q_logged: npt.ArrayLike,
+    q_pi: npt.ArrayLike,
+    *,
+    clip: float | None = None,
+    idx: IndexArray | None = None,
+    n_boot: int = N_BOOT,
+    seed: Seed = 0,
+    level: float = LEVEL,
+) -> Estimate:
+    t = dr_terms(reward, pscore, pi_logged, q_logged, q_pi, clip=clip)
+    return estimate(t, idx=idx, n_boot=n_boot, seed=seed, level=level)
+
+
+def sndr(
+    reward: npt.ArrayLike,
+    pscore: npt.ArrayLike,
+    pi_logged: npt.ArrayLike,
+    q_logged: npt.ArrayLike,
+    q_pi: npt.ArrayLike,
+    *,
+    clip: float | None = None,
+    idx: IndexArray | None = None,
+    n_boot: int = N_BOOT,
+    seed: Seed = 0,
+    level: float = LEVEL,
+) -> Estimate:
+    t = sndr_terms(reward, pscore, pi_logged, q_logged, q_pi, clip=clip)
+    return estimate(t, idx=idx, n_boot=n_boot, seed=seed, level=level)
+
+
+def mips(
+    reward: npt.ArrayLike,
+    pi_embed: npt.ArrayLike,
+    p_embed: npt.ArrayLike,
+    *,
+    clip: float | None = None,
+    idx: IndexArray | None = None,
+    n_boot: int = N_BOOT,
+    seed: Seed = 0,
+    level: float = LEVEL,
+) -> Estimate:
+    return estimate(mips_terms(reward, pi_embed, p_embed, clip=clip), idx=idx, n_boot=n_boot, seed=seed, level=level)
+
+
+def mdr(
+    reward: npt.ArrayLike,
+    pi_embed: npt.ArrayLike,
+    p_embed: npt.ArrayLike,
+    q_logged: npt.ArrayLike,
+    q_pi: npt.ArrayLike,
+    *,
+    clip: float | None = None,
+    idx: IndexArray | None = None,
+    n_boot: int = N_BOOT,
+    seed: Seed = 0,
+    level: float = LEVEL,
+) -> Estimate:
+    t = mdr_terms(reward, pi_embed, p_embed, q_logged, q_pi, clip=clip)
+    return estimate(t, idx=idx, n_boot=n_boot, seed=seed, level=level)
+
+
+def terms_all(
+    reward: npt.ArrayLike,
+    pscore: npt.ArrayLike,
+    pi_logged: npt.ArrayLike,
+    q_logged: npt.ArrayLike,
+    q_pi: npt.ArrayLike,
+    *,
+    pi_embed: npt.ArrayLike | None = None,
+    p_embed: npt.ArrayLike | None = None,
+    clip: float | None = None,
+) -> dict[str, Terms]:
+    """Terms of every estimator for one policy (mips and mdr only when the embedding probabilities are given).
+    Keep them to compare two policies with `paired_difference`."""
+    if (pi_embed is None) != (p_embed is None):
+        raise ValueError("pi_embed and p_embed go together")
+    out = {
+        "dm": dm_terms(q_pi),
+        "ips": ips_terms(reward, pscore, pi_logged, clip=clip),
+        "snips": snips_terms(reward, pscore, pi_logged, clip=clip),
+        "dr": dr_terms(reward, pscore, pi_logged, q_logged, q_pi, clip=clip),
+        "sndr": sndr_terms(reward, pscore, pi_logged, q_logged, q_pi, clip=clip),
+    }
+    if pi_embed is not None and p_embed is not None:
+        out["mips"] = mips_terms(reward, pi_embed, p_embed, clip=clip)
+        out["mdr"] = mdr_terms(reward, pi_embed, p_embed, q_logged, q_pi, clip=clip)
+    lengths = {len(t) for t in out.values()}
+    if len(lengths) != 1:
+        raise ValueError(f"inputs cover different numbers of decisions: {sorted(lengths)}")
+    return out
+
+
+def estimate_all(
+    reward: npt.ArrayLike,
+    pscore: npt.ArrayLike,
+    pi_logged: npt.ArrayLike,
+    q_logged: npt.ArrayLike,
+    q_pi: npt.ArrayLike,
+    *,
+    pi_embed: npt.ArrayLike | None = None,
+    p_embed: npt.ArrayLike | None = None,
+    clip: float | None = None,
+    idx: IndexArray | None = None,
+    n_boot: int = N_BOOT,
+    seed: Seed = 0,
+    level: float = LEVEL,
+) -> dict[str, Estimate]:
+    """Every estimator for one policy, all on the same bootstrap indices (drawn once unless `idx` is given)."""
+    terms = terms_all(reward, pscore, pi_logged, q_logged, q_pi, pi_embed=pi_embed, p_embed=p_embed, clip=clip)
+    boots = _resample_many(list(terms.values()), _draw(len(terms["dm"]), idx, n_boot, seed))
+    return {name: _summarise(t, boot, level) for (name, t), boot in zip(terms.items(), boots, strict=True)}
+
+
+# --- the lead rule ------------------------------------------------------------------------------------------
+
+
+def _usable(e: Estimate | None) -> TypeGuard[Estimate]:
+    return e is not None and e.n > 0 and math.isfinite(e.value)
+
+
+def lead_estimator(
+    estimates: Mapping[str, Estimate], *, min_ess_share: float = MIN_ESS_SHARE, min_matched: int = MIN_MATCHED
+) -> str:
+    """The estimator a report leads with.
+
+    1. DR, when it has decisions with propensities and its full-action weights are not thin.
+    2. MDR, when DR's weights are thin (ESS < min_ess_share x decisions used, or matched < min_matched) and the
+       marginal weights have at least DR's effective sample size; or when DR is missing and MDR is usable.
+    3. DR even when thin, if there is no usable MDR (its interval shows the noise).
+    4. DM when no weighted estimate is usable (no propensities at all).
+    """
+    dr_e, mdr_e = estimates.get("dr"), estimates.get("mdr")
+    if _usable(dr_e):
+        thin = dr_e.ess < min_ess_share * dr_e.n or dr_e.matched < min_matched
+        if thin and _usable(mdr_e) and mdr_e.ess >= dr_e.ess:
+            return "mdr"
+        return "dr"
+    if _usable(mdr_e):
+        return "mdr"
+    if "dm" not in estimates:
+        raise ValueError("no usable estimate: neither dr, mdr nor dm")
+    return "dm"
