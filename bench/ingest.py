@@ -27,10 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.results import write_section  # noqa: E402
-from model.aggregate import DAY, Aggregate, FoldEvent, fold, normalise  # noqa: E402
-from model.channels import catalogue  # noqa: E402
-from model.schemas import EVENT_TYPES  # noqa: E402
-from nbc.lambda_events import LambdaContext  # noqa: E402
+from model.domain.aggregate import DAY, Aggregate, FoldEvent, fold, normalise  # noqa: E402
+from model.domain.catalogue import catalogue  # noqa: E402
+from model.domain.schemas import EVENT_TYPES  # noqa: E402
+from nbc.local.events import LambdaContext  # noqa: E402
 
 HEADING = "## Ingest (issue 2)"
 
@@ -61,7 +61,7 @@ def bench_http(requests: int) -> dict[str, float]:
     os.environ["NBC_TABLE_NAME"] = "bench-ingest"
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
-    from nbc.local import local_aws
+    from nbc.local.aws import local_aws
 
     rng = random.Random(1)
     with local_aws():
@@ -89,7 +89,7 @@ def bench_http(requests: int) -> dict[str, float]:
 
 def _time_dynamodb_calls() -> list[float]:
     """Accumulate the time spent inside the DynamoDB client (moto) to separate it from the handler's own."""
-    from model import aws
+    from model.adapters import aws
 
     ddb, total = aws.client("dynamodb"), [0.0]
     for name in ("batch_get_item", "batch_write_item", "update_item"):

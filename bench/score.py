@@ -7,7 +7,7 @@ Workload: one customer with history, 8 channels x 48 hourly slots x 3 messages =
 allowed (consent everywhere, no quiet hours, caps not reached) so every candidate is scored; a 500-tree,
 31-leaf LightGBM model trained on synthetic rows of the real feature layout, compiled at "promotion".
 
-* fast: the Lambda handler (API Gateway v2 event -> Mangum -> FastAPI -> parse -> model.decide -> JSON), with
+* fast: the Lambda handler (API Gateway v2 event -> Mangum -> FastAPI -> parse -> model.domain.decide -> JSON), with
   the DynamoDB reads and the decision-log write replaced by in-memory stand-ins (reported separately);
 * naive: the same decision logic, but a pandas DataFrame of the 1,152 rows and a plain `booster.predict`
   (and `pred_contrib` for the reasons) — what one would write first;
@@ -68,10 +68,10 @@ def configure_env(store_dir: str) -> None:
 
 
 def synthetic_training_rows(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, Any]:
-    """Rows of the real layout: per-customer aggregates replayed with the real fold, then model.features.row."""
-    from model.aggregate import DAY, EVENT_INDEX, Aggregate, FoldEvent, fold
-    from model.features import FeatureLayout, row
-    from model.settings import get_settings
+    """Rows of the real layout: per-customer aggregates replayed with the real fold, then model.domain.features.row."""
+    from model.domain.aggregate import DAY, EVENT_INDEX, Aggregate, FoldEvent, fold
+    from model.domain.features import FeatureLayout, row
+    from model.domain.settings import get_settings
 
     rng = np.random.default_rng(seed)
     settings = get_settings()
@@ -121,8 +121,8 @@ def synthetic_training_rows(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarr
 def train_and_publish(store_dir: str, trees: int, rows: int, leaves: int = 31) -> tuple[Any, dict[str, Any], float]:
     import lightgbm as lgb
 
-    from model.registry import Manifest, ModelStore, schema_hash
-    from model.settings import get_settings
+    from model.adapters.registry import Manifest, ModelStore, schema_hash
+    from model.domain.settings import get_settings
     from training.compile import compile_version
 
     x, y, lay = synthetic_training_rows(rows)
@@ -166,10 +166,10 @@ def train_and_publish(store_dir: str, trees: int, rows: int, leaves: int = 31) -
 
 
 def seed_customer() -> None:
-    from model import store
-    from model.aggregate import EVENT_INDEX, FoldEvent
-    from model.channels import catalogue
-    from model.schemas import Profile, QuietHours
+    from model.adapters import store
+    from model.domain.aggregate import EVENT_INDEX, FoldEvent
+    from model.domain.catalogue import catalogue
+    from model.domain.schemas import Profile, QuietHours
 
     cat = catalogue()
     quiet = QuietHours.model_validate({"start": "00:00", "end": "00:00"})  # no quiet hours: all slots open
@@ -195,7 +195,7 @@ def seed_customer() -> None:
 
 
 def request_body() -> str:
-    from model.channels import catalogue
+    from model.domain.catalogue import catalogue
 
     return json.dumps(
         {
@@ -222,11 +222,11 @@ def naive_decide(body: str, state: tuple[Any, Any], booster: Any) -> str:
     """The baseline: same rules and features, but a DataFrame of every candidate row and booster.predict."""
     import pandas as pd
 
-    from model.aggregate import Aggregate
-    from model.decide import build_grid, conversion_value
-    from model.features import channel_features, customer_features, message_features, slot_features
-    from model.predictor import get_predictor
-    from model.recommend_schemas import (
+    from model.adapters.model_service import get_predictor
+    from model.domain.aggregate import Aggregate
+    from model.domain.decide import build_grid, conversion_value
+    from model.domain.features import channel_features, customer_features, message_features, slot_features
+    from model.domain.recommend_schemas import (
         Policy,
         Reason,
         Recommendation,
@@ -234,7 +234,7 @@ def naive_decide(body: str, state: tuple[Any, Any], booster: Any) -> str:
         RecommendationResponse,
         RuleTrace,
     )
-    from model.settings import get_settings
+    from model.domain.settings import get_settings
 
     s = get_settings()
     req = RecommendationRequest.model_validate_json(body)
@@ -298,12 +298,12 @@ def naive_decide(body: str, state: tuple[Any, Any], booster: Any) -> str:
 
 def bench_warm(n_fast: int, n_naive: int, booster: Any) -> dict[str, Any]:
     import functions.score.app as score_app
-    from model import store
-    from model.decide import decide
-    from model.decision_log import log_decisions
-    from model.predictor import get_predictor
-    from model.recommend_schemas import RecommendationRequest, RecommendationResponse
-    from nbc.lambda_events import LambdaContext
+    from model.adapters import store
+    from model.adapters.decision_log import log_decisions
+    from model.adapters.model_service import get_predictor
+    from model.domain.decide import decide
+    from model.domain.recommend_schemas import RecommendationRequest, RecommendationResponse
+    from nbc.local.events import LambdaContext
 
     body = request_body()
     ctx = LambdaContext()
@@ -377,9 +377,9 @@ def bench_warm(n_fast: int, n_naive: int, booster: Any) -> dict[str, Any]:
         naive_t += timed(lambda: naive_decide(body, state, booster), n_naive // rounds, warmup=3, cpu_key="naive")
 
     # Scorer alone: the one vectorised prediction over 1,152 candidates vs booster.predict on the same rows.
-    from model.decide import build_grid, score
-    from model.settings import get_settings
-    from model.tree_scorer import grid_rows
+    from model.domain.decide import build_grid, score
+    from model.domain.settings import get_settings
+    from model.scoring.tree_scorer import grid_rows
 
     req = RecommendationRequest.model_validate_json(body)
     grid = build_grid(req, state[0], state[1], model.message_levels, NOW, get_settings())
@@ -411,14 +411,14 @@ import time, sys, os
 t0 = time.perf_counter()
 import functions.score.app as app
 t1 = time.perf_counter()
-from model.predictor import get_predictor
+from model.adapters.model_service import get_predictor
 m = get_predictor().model()
 t2 = time.perf_counter()
 assert m is not None and m.kind == "compiled", m
 from datetime import UTC, datetime
-from model.decide import decide
-from model.recommend_schemas import RecommendationRequest
-from model.schemas import Profile
+from model.domain.decide import decide
+from model.domain.recommend_schemas import RecommendationRequest
+from model.domain.schemas import Profile
 r = RecommendationRequest(customer_id="c", now=datetime(2026, 11, 23, 8, tzinfo=UTC))
 resp = decide(r, None, Profile(), m)
 t3 = time.perf_counter()
@@ -532,10 +532,10 @@ def main() -> None:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's request log
     store_dir = tempfile.mkdtemp(prefix="nbc-bench-models-")
     configure_env(store_dir)
-    from model.settings import get_settings
+    from model.domain.settings import get_settings
 
     get_settings.cache_clear()
-    from nbc.local import local_aws
+    from nbc.local.aws import local_aws
 
     with local_aws():
         t0 = time.perf_counter()
@@ -651,8 +651,8 @@ def report(
 
 
 def get_feature_names() -> tuple[str, ...]:
-    from model.features import FeatureLayout
-    from model.settings import get_settings
+    from model.domain.features import FeatureLayout
+    from model.domain.settings import get_settings
 
     return FeatureLayout(tuple(get_settings().profile_attributes)).names
 

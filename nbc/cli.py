@@ -1,15 +1,14 @@
-"""`nbc`: the command line of the product (simulate, train, promote, serve, demo)."""
+"""`nbc`: the one command line of the product (simulate, train, evaluate, promote, models, serve, openapi, demo)."""
 
 from __future__ import annotations
 
 import typer
 
-from nbc import demo, local_cli
-from training import cli as training_cli
+from nbc.commands import demo, serve, training
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
-# Commands live next to what they drive; this file only gathers them under one name.
-for sub in (training_cli.app, local_cli.app):
+# Each group lives in nbc/commands/; this file only gathers them under one name.
+for sub in (training.app, serve.app):
     app.registered_commands.extend(sub.registered_commands)
 app.command("demo")(demo.demo)
 

@@ -10,10 +10,10 @@ import pytest
 from moto import mock_aws
 from moto.server import ThreadedMotoServer
 
-from model import aws
-from model.settings import get_settings
-from model.table import ensure_table
-from nbc.local import FAKE_CREDENTIALS, free_port
+from model.adapters import aws
+from model.adapters.table import ensure_table
+from model.domain.settings import get_settings
+from nbc.local.aws import FAKE_CREDENTIALS, free_port
 
 for _key, _value in FAKE_CREDENTIALS.items():
     os.environ[_key] = _value

@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from model.features import NEVER, FeatureLayout
-from model.registry import Manifest, ModelStore, schema_hash
-from model.settings import get_settings
+from model.adapters.registry import Manifest, ModelStore, schema_hash
+from model.domain.features import NEVER, FeatureLayout
+from model.domain.settings import get_settings
 
 MESSAGES = ["msg-a", "msg-b", "msg-c"]
 

@@ -13,9 +13,16 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
-from model.predictor import COMPILED_KEY, DEFAULT_LIGHTGBM_FILE, LIGHTGBM_KEY, ModelLoadError, group_widths, layout_for
-from model.registry import ModelStore
-from model.tree_scorer import CompileError, TreeScorer, grid_rows
+from model.adapters.registry import ModelStore
+from model.scoring.predictor import (
+    COMPILED_KEY,
+    DEFAULT_LIGHTGBM_FILE,
+    LIGHTGBM_KEY,
+    ModelLoadError,
+    group_widths,
+    layout_for,
+)
+from model.scoring.tree_scorer import CompileError, TreeScorer, grid_rows
 
 COMPILED_FILE = "model.npz"
 TOLERANCE = 1e-9

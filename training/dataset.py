@@ -1,8 +1,8 @@
 """The point-in-time training set: one row per outbound send, features from the state JUST BEFORE the send.
 
 Columnar work (normalising, sorting, labelling, splitting) runs in polars; the only Python loop is the
-replay, which applies the SAME `model.aggregate.fold` the online aggregator uses, once per touchpoint, and
-calls `model.features` to turn the state into a row. Events that share the send's timestamp are folded only
+replay, which applies the SAME `model.domain.aggregate.fold` the online aggregator uses, once per touchpoint, and
+calls `model.domain.features` to turn the state into a row. Events that share the send's timestamp are folded only
 after the row is taken, so a row never reflects anything at or after its send.
 
 Labels (last-touch attribution): every click / visit / conversion is attributed to the customer's latest
@@ -35,10 +35,10 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from model.aggregate import CLICKED, CONVERTED, OPENED, SENT, VISITED, Aggregate, FoldEvent, fold
-from model.channels import catalogue
-from model.decide import conversion_value
-from model.features import (
+from model.domain.aggregate import CLICKED, CONVERTED, OPENED, SENT, VISITED, Aggregate, FoldEvent, fold
+from model.domain.catalogue import catalogue
+from model.domain.decide import conversion_value
+from model.domain.features import (
     CHANNEL_FEATURES,
     FeatureLayout,
     channel_features,
@@ -48,8 +48,8 @@ from model.features import (
     row,
     slot_feature_rows,
 )
-from model.schemas import EVENT_INDEX, Profile, QuietHours, default_quiet_hours
-from model.settings import get_settings
+from model.domain.schemas import EVENT_INDEX, Profile, QuietHours, default_quiet_hours
+from model.domain.settings import get_settings
 
 Objective = Literal["click", "visit", "conversion", "value"]
 Split = Literal["temporal", "customer"]

@@ -21,8 +21,8 @@ import lightgbm as lgb
 import numpy as np
 from sklearn.metrics import log_loss, roc_auc_score
 
-from model.channels import catalogue
-from model.settings import get_settings
+from model.domain.catalogue import catalogue
+from model.domain.settings import get_settings
 from training.dataset import Contexts, TrainingSet, candidate_matrix
 from training.simulate import Oracle
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from model.channels import catalogue
-from model.registry import Manifest, ModelStore, new_version, schema_hash
+from model.adapters.registry import Manifest, ModelStore, new_version, schema_hash
+from model.domain.catalogue import catalogue
 from training import dataset, evaluate, report, sources, train
 from training.simulate import Oracle
 

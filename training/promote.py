@@ -3,17 +3,16 @@
 Values come from the manifests (`policy_value`, written by `nbc train`). The gate compares the first metric
 both manifests carry, in this order: the exact value under the simulator's oracle (`model_true_value`, only
 on simulated data), then the off-policy SNIPS estimate, then IPS. `force` overrides a refusal (and is
-recorded in the result). Before CURRENT moves, the compile hook (training/compile.py, owned by scoring) may
-add a compiled model to the version.
+recorded in the result). Before CURRENT moves, the version is compiled for the scoring function and verified
+against LightGBM (training/compile.py); a model that cannot be compiled is never promoted.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from dataclasses import dataclass
 
-from model.registry import Manifest, ModelStore
+from model.adapters.registry import Manifest, ModelStore
+from training.compile import compile_version
 
 GATE_METRICS = ("model_true_value", "model_snips", "model_ips")
 
@@ -38,15 +37,6 @@ def gate_metric(challenger: Manifest, champion: Manifest) -> str | None:
         if key in challenger.policy_value and key in champion.policy_value:
             return key
     return None
-
-
-def compile_hook(store: ModelStore, version: str) -> bool:
-    """Call training.compile.compile_version(store, version) when that module exists; True if it ran."""
-    if importlib.util.find_spec("training.compile") is None:
-        return False
-    module = importlib.import_module("training.compile")
-    module.compile_version(store, version)
-    return True
 
 
 def promote(store: ModelStore, version: str | None = None, *, force: bool = False) -> Promotion:
@@ -79,7 +69,7 @@ def promote(store: ModelStore, version: str | None = None, *, force: bool = Fals
                     f"refused: challenger {version} {metric} = {new_value:.4f} is worse than champion "
                     f"{previous} {metric} = {old_value:.4f}; use --force to promote anyway"
                 )
-    compile_hook(store, version)
+    compile_version(store, version)  # verified against LightGBM; a failure stops the promotion
     store.set_current(version)
     forced = force and (metric is None or (new_value is not None and old_value is not None and new_value < old_value))
     if previous is None:

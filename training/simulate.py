@@ -34,8 +34,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from model.channels import catalogue
-from model.settings import get_settings
+from model.domain.catalogue import catalogue
+from model.domain.settings import get_settings
 
 DAY = 86400.0
 DEFAULT_END = date(2026, 11, 1)  # well before "now" so Touchpoint validation accepts every event

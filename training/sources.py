@@ -27,10 +27,10 @@ import pyarrow as pa
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from model import aws
-from model.settings import get_settings
-from model.store import from_image
-from model.table import PK, SK
+from model.adapters import aws
+from model.adapters.store import from_image
+from model.adapters.table import PK, SK
+from model.domain.settings import get_settings
 
 TOUCHPOINT_FIELDS = (
     "event_id",

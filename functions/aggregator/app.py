@@ -1,7 +1,7 @@
 """DynamoDB stream consumer: folds newly inserted touchpoints into each customer's aggregate.
 
 Records are grouped by customer so each aggregate is read and written once per batch (optimistic
-concurrency in model.store). Only INSERTs of touchpoint items (SK TP#...) count; a MODIFY of a touchpoint
+concurrency in model.adapters.store). Only INSERTs of touchpoint items (SK TP#...) count; a MODIFY of a touchpoint
 (the same event_id written again) is not a new event, and AGG/PROFILE/DEC items are ignored. When a
 customer's update fails, that customer's records are reported as batch item failures; Lambda retries from
 the first of them (bisect on error and an on-failure destination are set in template.yaml). Re-applying a
@@ -20,11 +20,11 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.common.observability import logger, metrics, pseudonym, tracer
-from model import store
-from model.aggregate import FoldEvent
-from model.channels import catalogue
-from model.schemas import EVENT_INDEX
-from model.table import SK
+from model.adapters import store
+from model.adapters.table import SK
+from model.domain.aggregate import FoldEvent
+from model.domain.catalogue import catalogue
+from model.domain.schemas import EVENT_INDEX
 
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
 

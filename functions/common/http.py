@@ -15,8 +15,8 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from functions.common.observability import logger, metrics, tracer
-from model.schemas import error_list
-from model.settings import get_settings
+from model.domain.schemas import error_list
+from model.domain.settings import get_settings
 
 PROBLEM = "application/problem+json"
 MAX_BODY_BYTES = 1_048_576  # 1 MiB, below API Gateway's own payload limits

@@ -12,9 +12,9 @@ from pydantic import BaseModel
 
 from functions.common.http import create_app, lambda_handler, problem
 from functions.common.observability import logger, metrics, pseudonym
-from model import store
-from model.ingest import MAX_BATCH, IngestResult, ingest
-from model.schemas import Profile, Touchpoint
+from model.adapters import store
+from model.adapters.ingest import MAX_BATCH, IngestResult, ingest
+from model.domain.schemas import Profile, Touchpoint
 
 CustomerId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@+\-]+$")]
 UNAVAILABLE = "the store is busy; nothing of this request was lost, retry it (it is idempotent)"

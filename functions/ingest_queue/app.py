@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.common.observability import logger, metrics, tracer
-from model.ingest import MAX_BATCH, ingest
+from model.adapters.ingest import MAX_BATCH, ingest
 
 # All-failed batches are reported like partial ones (not raised): the same messages return to the queue.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)

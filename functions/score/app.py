@@ -10,11 +10,11 @@ from pydantic import BaseModel
 
 from functions.common.http import create_app, lambda_handler, problem
 from functions.common.observability import logger, metrics, pseudonym
-from model import store
-from model.decide import decide
-from model.decision_log import log_decisions
-from model.predictor import get_predictor
-from model.recommend_schemas import (
+from model.adapters import store
+from model.adapters.decision_log import log_decisions
+from model.adapters.model_service import get_predictor
+from model.domain.decide import decide
+from model.domain.recommend_schemas import (
     BatchRequest,
     BatchResponse,
     ModelInfo,

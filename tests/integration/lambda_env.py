@@ -1,10 +1,10 @@
-"""Helpers for driving Lambda handlers in tests: the events/ files (nbc.lambda_events) and raw-body variants."""
+"""Helpers for driving Lambda handlers in tests: the events/ files (nbc.local.events) and raw-body variants."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from nbc.lambda_events import LambdaContext, event
+from nbc.local.events import LambdaContext, event
 
 __all__ = ["LambdaContext", "event", "http_event"]
 

@@ -9,9 +9,9 @@ import pytest
 
 from functions.aggregator import app as aggregator
 from functions.aggregator.app import handler
-from model import store
-from model.aggregate import CLICKED, CONVERTED, OPENED, SENT, UNSUBSCRIBED, VISITED, replay
-from model.channels import catalogue
+from model.adapters import store
+from model.domain.aggregate import CLICKED, CONVERTED, OPENED, SENT, UNSUBSCRIBED, VISITED, replay
+from model.domain.catalogue import catalogue
 from tests.integration.lambda_env import LambdaContext, event
 
 pytestmark = pytest.mark.usefixtures("local_endpoint")

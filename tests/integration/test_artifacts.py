@@ -244,7 +244,7 @@ def test_the_scoring_artifact_ships_bytecode_for_its_python(host_artifacts: Host
     the scoring function's cold start, bench/RESULTS.md). Unchecked-hash .pyc: zip timestamps cannot stale them."""
     path = host_artifacts["score"]
     tag = f"cpython-{host_artifacts.version.replace('.', '')}"
-    for module in ("functions/score/app.py", "model/tree_scorer.py", "numpy/__init__.py", "fastapi/routing.py"):
+    for module in ("functions/score/app.py", "model/scoring/tree_scorer.py", "numpy/__init__.py", "fastapi/routing.py"):
         source = path / module
         pyc = source.parent / "__pycache__" / f"{source.stem}.{tag}.pyc"
         assert pyc.is_file(), pyc

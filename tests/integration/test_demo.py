@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from model.registry import ModelStore
-from nbc.demo import run
+from model.adapters.registry import ModelStore
+from nbc.commands.demo import run
 
 POLICIES = {"model", "random", "global_best", "most_engaged", "last_engaged", "logging", "oracle"}
 

@@ -10,8 +10,8 @@ import pytest
 
 from functions.common.http import MAX_BODY_BYTES, PROBLEM
 from functions.ingest.app import handler
-from model import aws, store
-from model.settings import get_settings
+from model.adapters import aws, store
+from model.domain.settings import get_settings
 from tests.integration.lambda_env import LambdaContext, event, http_event
 
 pytestmark = pytest.mark.usefixtures("local_endpoint")

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from functions.ingest_queue.app import handler
-from model import aws, store
+from model.adapters import aws, store
 from tests.integration.lambda_env import LambdaContext, event
 
 pytestmark = pytest.mark.usefixtures("local_endpoint")

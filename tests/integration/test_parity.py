@@ -17,10 +17,10 @@ import pytest
 
 from functions.aggregator.app import handler as aggregator
 from functions.ingest.app import handler as ingest
-from model import aws, store
-from model.aggregate import DAY, fold_event, replay
-from model.schemas import EVENT_TYPES, Touchpoint
-from model.settings import get_settings
+from model.adapters import aws, store
+from model.domain.aggregate import DAY, fold_event, replay
+from model.domain.schemas import EVENT_TYPES, Touchpoint
+from model.domain.settings import get_settings
 from tests.integration.lambda_env import LambdaContext, http_event
 
 pytestmark = pytest.mark.usefixtures("local_endpoint")

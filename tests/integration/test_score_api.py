@@ -15,14 +15,14 @@ from hypothesis import strategies as st
 
 from functions.common.http import PROBLEM
 from functions.score.app import app, handler
-from model import aws, store
-from model.aggregate import EVENT_INDEX, FoldEvent
-from model.channels import catalogue
-from model.predictor import get_predictor
-from model.registry import ModelStore
-from model.schemas import Profile
-from model.settings import get_settings
-from model.table import customer_pk
+from model.adapters import aws, store
+from model.adapters.model_service import get_predictor
+from model.adapters.registry import ModelStore
+from model.adapters.table import customer_pk
+from model.domain.aggregate import EVENT_INDEX, FoldEvent
+from model.domain.catalogue import catalogue
+from model.domain.schemas import Profile
+from model.domain.settings import get_settings
 from tests.integration.lambda_env import LambdaContext, event
 
 pytestmark = pytest.mark.usefixtures("local_endpoint")

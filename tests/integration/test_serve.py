@@ -15,7 +15,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from nbc.local import free_port
+from nbc.local.aws import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 API_KEY = "local-test-key"  # a test value, not a secret
@@ -114,7 +114,7 @@ def test_serve_ingests_profiles_and_recommends_with_an_api_key(server: tuple[str
 
 
 def test_committed_openapi_schema_is_the_generated_one(tmp_path: Path) -> None:
-    from nbc.local_cli import app
+    from nbc.commands.serve import app
     from nbc.server import openapi_document
 
     out = tmp_path / "openapi.json"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from model import aws
-from model.settings import get_settings
-from nbc.local import StreamPump
+from model.adapters import aws
+from model.domain.settings import get_settings
+from nbc.local.aws import StreamPump
 
 
 def test_pump_delivers_every_insert_once(local_endpoint: str) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from model.table import BY_TIME, TTL, table_definition, touchpoint_sk
+from model.adapters.table import BY_TIME, TTL, table_definition, touchpoint_sk
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("lightgbm", "scipy", "pandas", "sklearn")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from model.registry import ModelStore
+from model.adapters.registry import ModelStore
 from training import dataset, pipeline, train
 from training.promote import PromotionRefusedError, promote
 from training.simulate import SimConfig, simulate, write

@@ -10,10 +10,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from model.aggregate import Aggregate, FoldEvent, fold
-from model.channels import catalogue
-from model.features import row
-from model.schemas import EVENT_INDEX
+from model.domain.aggregate import Aggregate, FoldEvent, fold
+from model.domain.catalogue import catalogue
+from model.domain.features import row
+from model.domain.schemas import EVENT_INDEX
 from training import dataset, train
 from training.simulate import SimConfig, simulate
 

@@ -8,15 +8,15 @@ from datetime import UTC, datetime, time, timedelta
 import numpy as np
 import pytest
 
-from model.aggregate import EVENT_INDEX, Aggregate, FoldEvent, fold
-from model.channels import catalogue
-from model.decide import build_grid, decide, holdout_bucket
-from model.features import channel_features, customer_features, message_features, slot_features
-from model.predictor import LoadedModel, layout_for
-from model.recommend_schemas import Policy, RecommendationRequest
-from model.schemas import Profile, QuietHours
-from model.settings import get_settings
-from model.tree_scorer import TreeScorer
+from model.domain.aggregate import EVENT_INDEX, Aggregate, FoldEvent, fold
+from model.domain.catalogue import catalogue
+from model.domain.decide import build_grid, decide, holdout_bucket
+from model.domain.features import channel_features, customer_features, message_features, slot_features
+from model.domain.recommend_schemas import Policy, RecommendationRequest
+from model.domain.schemas import Profile, QuietHours
+from model.domain.settings import get_settings
+from model.scoring.predictor import LoadedModel, layout_for
+from model.scoring.tree_scorer import TreeScorer
 
 NOW = datetime(2026, 11, 23, 8, 12, tzinfo=UTC)
 

@@ -6,12 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from model import aws
-from model.decide import decide
-from model.decision_log import import_decisions, log_decisions
-from model.recommend_schemas import RecommendationRequest
-from model.settings import get_settings
-from model.table import customer_pk
+from model.adapters import aws
+from model.adapters.decision_log import import_decisions, log_decisions
+from model.adapters.table import customer_pk
+from model.domain.decide import decide
+from model.domain.recommend_schemas import RecommendationRequest
+from model.domain.settings import get_settings
 
 pytestmark = pytest.mark.usefixtures("mocked_aws")
 NOW = datetime(2026, 11, 23, 8, 12, tzinfo=UTC)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
-from model.aggregate import CLICKED, DAY, OPENED, SENT, Aggregate, FoldEvent, replay
-from model.channels import catalogue
-from model.features import SLOT_FEATURES, slot_features
+from model.domain.aggregate import CLICKED, DAY, OPENED, SENT, Aggregate, FoldEvent, replay
+from model.domain.catalogue import catalogue
+from model.domain.features import SLOT_FEATURES, slot_features
 
 T0 = 1_795_392_000.0  # 2026-11-23 00:00 UTC
 EMAIL = catalogue().index["email"]

@@ -7,7 +7,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model.aggregate import (
+from model.domain.aggregate import (
     CAP_WINDOW,
     CLICKED,
     COMPLAINED,
@@ -25,8 +25,8 @@ from model.aggregate import (
     normalise,
     replay,
 )
-from model.channels import catalogue
-from model.schemas import EVENT_TYPES
+from model.domain.catalogue import catalogue
+from model.domain.schemas import EVENT_TYPES
 
 T0 = 1_795_000_000.0  # 2026-11-18
 EMAIL, SMS = catalogue().index["email"], catalogue().index["sms"]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from model.predictor import RETRY_SECONDS, Predictor
-from model.registry import ModelStore
-from model.settings import get_settings
-from model.tree_scorer import TreeScorer
+from model.adapters.model_service import predictor_for
+from model.adapters.registry import ModelStore
+from model.domain.settings import get_settings
+from model.scoring.predictor import RETRY_SECONDS
+from model.scoring.tree_scorer import TreeScorer
 
 lgb = pytest.importorskip("lightgbm")
 
@@ -32,7 +33,7 @@ def test_refresh_on_ttl_keeps_last_good_and_retries_repaired_versions(booster) -
 
     store = ModelStore.from_uri(get_settings().model_store)
     clock = Clock()
-    predictor = Predictor(refresh_seconds=60, clock=clock)
+    predictor = predictor_for(get_settings().model_store, refresh_seconds=60, clock=clock)
     assert predictor.model() is None
     assert "no CURRENT" in (predictor.last_error or "")
 
@@ -66,7 +67,7 @@ def test_uncompiled_model_uses_lightgbm_where_importable(booster) -> None:
     store = ModelStore.from_uri(get_settings().model_store)
     publish(store, booster, "v1")
     store.set_current("v1")
-    loaded = Predictor(refresh_seconds=0).model()
+    loaded = predictor_for(get_settings().model_store, refresh_seconds=0).model()
     assert loaded is not None
     assert loaded.kind == "lightgbm"
 
@@ -77,6 +78,6 @@ def test_incompatible_features_are_refused(booster, monkeypatch: pytest.MonkeyPa
     store.set_current("v1")
     monkeypatch.setenv("NBC_PROFILE_ATTRIBUTES", "[]")  # this code now builds other features
     get_settings.cache_clear()
-    predictor = Predictor(refresh_seconds=0)
+    predictor = predictor_for(get_settings().model_store, refresh_seconds=0)
     assert predictor.model() is None
     assert "expects features" in (predictor.last_error or "")

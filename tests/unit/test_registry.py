@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from model import aws
-from model.registry import Manifest, ModelStore, StoreError, schema_hash
+from model.adapters import aws
+from model.adapters.registry import Manifest, ModelStore, StoreError, schema_hash
 
 
 def _manifest(version: str, snips: float = 1.0) -> Manifest:

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow.compute as pc
 import pytest
 
-from model.schemas import Profile, Touchpoint
+from model.domain.schemas import Profile, Touchpoint
 from training.simulate import MESSAGES, SEND_HOURS, Oracle, SimConfig, simulate, write
 
 CFG = SimConfig(customers=400, days=30, seed=11)

@@ -11,10 +11,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from model import aws, store
-from model.schemas import Profile, Touchpoint
-from model.settings import get_settings
-from model.table import customer_pk, decision_sk
+from model.adapters import aws, store
+from model.adapters.table import customer_pk, decision_sk
+from model.domain.schemas import Profile, Touchpoint
+from model.domain.settings import get_settings
 from training import sources
 from training.dataset import normalise_touchpoints, profiles_map
 

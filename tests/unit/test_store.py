@@ -1,4 +1,4 @@
-"""model.store against in-process moto: idempotent writes, retries, profile/consent, erasure, aggregate."""
+"""model.adapters.store against in-process moto: idempotent writes, retries, profile/consent, erasure, aggregate."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from model import aws, store
-from model.aggregate import CONVERTED, OPENED, SENT, Aggregate, FoldEvent
-from model.channels import catalogue
-from model.schemas import Profile, QuietHours, Touchpoint
-from model.settings import get_settings
-from model.table import AGG_SK, PK, SK, TTL, customer_pk
+from model.adapters import aws, store
+from model.adapters.table import AGG_SK, PK, SK, TTL, customer_pk
+from model.domain.aggregate import CONVERTED, OPENED, SENT, Aggregate, FoldEvent
+from model.domain.catalogue import catalogue
+from model.domain.schemas import Profile, QuietHours, Touchpoint
+from model.domain.settings import get_settings
 
 pytestmark = pytest.mark.usefixtures("mocked_aws")
 

@@ -7,9 +7,9 @@ import pytest
 
 lgb = pytest.importorskip("lightgbm")
 
-from model.predictor import group_widths  # noqa: E402
-from model.registry import ModelStore  # noqa: E402
-from model.tree_scorer import CompileError, TreeScorer, grid_rows  # noqa: E402
+from model.adapters.registry import ModelStore  # noqa: E402
+from model.scoring.predictor import group_widths  # noqa: E402
+from model.scoring.tree_scorer import CompileError, TreeScorer, grid_rows  # noqa: E402
 from tests.scoring_helpers import layout, publish, synthetic_rows, train  # noqa: E402
 
 TOL = 1e-9
@@ -207,7 +207,7 @@ def test_grid_cell_contributions_equal_row_contributions(model) -> None:
 @pytest.mark.parametrize("distinct", [1, 7, 200, 3000])
 def test_unique_rows_by_hashing_resolves_collisions(distinct: int) -> None:
     """The grid's pattern deduplication: every row maps back to its own key, each key listed once."""
-    from model.tree_scorer import _unique_rows
+    from model.scoring.tree_scorer import _unique_rows
 
     rng = np.random.default_rng(distinct)
     pool = rng.integers(0, 2**63, distinct, dtype=np.uint64) | np.uint64(2**63 * (distinct % 2))
@@ -219,7 +219,7 @@ def test_unique_rows_by_hashing_resolves_collisions(distinct: int) -> None:
 
 def test_request_shape_cache_is_bounded_and_results_stay_exact(model) -> None:
     """Callers choose the grid's shape; the per-shape tables kept must not grow with every new one."""
-    from model.tree_scorer import _MULTI_CACHE
+    from model.scoring.tree_scorer import _MULTI_CACHE
 
     lay = layout()
     scorer = TreeScorer.from_dump(model.dump_model())

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import lru_cache
 
-from model.settings import get_settings
+from model.domain.settings import get_settings
 
 
 class Catalogue:

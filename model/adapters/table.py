@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from model import aws
-from model.settings import Settings, get_settings
+from model.adapters import aws
+from model.domain.settings import Settings, get_settings
 
 PK, SK, TS, TTL = "PK", "SK", "TS", "expires_at"
 BY_TIME = "by_time"

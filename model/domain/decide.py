@@ -6,7 +6,7 @@
    opt-outs folded into the aggregate), quiet hours in the customer's own time zone (DST-aware through
    zoneinfo), frequency caps per channel and overall, counted over the window ending at each slot and
    including the decision's own send. The rule trace says how many candidates each rule removed.
-3. One vectorised prediction scores every remaining candidate (the feature groups of model.features,
+3. One vectorised prediction scores every remaining candidate (the feature groups of model.domain.features,
    broadcast over the grid); expected value = p_convert x value - channel cost. No positive expected
    value -> "don't contact now" (channel ``none``).
 4. Measurement: a deterministic holdout share (by customer hash) gets a business-as-usual choice; the rest
@@ -26,11 +26,11 @@ from datetime import UTC, datetime
 import numpy as np
 import numpy.typing as npt
 
-from model.aggregate import CONVERTED, DAY, SENT, Aggregate
-from model.channels import catalogue
-from model.features import channel_features, customer_features, message_features, slot_feature_rows
-from model.predictor import GridPrediction, LoadedModel
-from model.recommend_schemas import (
+from model.domain.aggregate import CONVERTED, DAY, SENT, Aggregate
+from model.domain.catalogue import catalogue
+from model.domain.features import channel_features, customer_features, message_features, slot_feature_rows
+from model.domain.model_protocol import GridPrediction, Model
+from model.domain.recommend_schemas import (
     NONE_CHANNEL,
     Policy,
     Reason,
@@ -40,8 +40,8 @@ from model.recommend_schemas import (
     RuleCount,
     RuleTrace,
 )
-from model.schemas import Profile
-from model.settings import Settings, get_settings
+from model.domain.schemas import Profile
+from model.domain.settings import Settings, get_settings
 
 HOUR = 3600.0
 COLD_START_EVENTS = 3  # fewer recorded events than this: population-level scores
@@ -202,7 +202,7 @@ class Scored:
     sub_s: npt.NDArray[np.int64] | None = None
 
 
-def score(grid: Grid, model: LoadedModel | None, agg: Aggregate, profile: Profile, now: datetime) -> Scored:
+def score(grid: Grid, model: Model | None, agg: Aggregate, profile: Profile, now: datetime) -> Scored:
     """ONE vectorised prediction over the allowed part of the grid (rows and columns with any allowed cell)."""
     shape = grid.allowed.shape
     p = np.zeros(shape)
@@ -230,7 +230,7 @@ def score(grid: Grid, model: LoadedModel | None, agg: Aggregate, profile: Profil
     return Scored(p, groups, prediction, sub_c, sub_s)
 
 
-def _reasons(model: LoadedModel, scored: Scored, picks: Sequence[tuple[int, int, int]]) -> list[list[Reason]]:
+def _reasons(model: Model, scored: Scored, picks: Sequence[tuple[int, int, int]]) -> list[list[Reason]]:
     if not picks or scored.prediction is None or scored.sub_c is None or scored.sub_s is None:
         return [[] for _ in picks]
     sub_c, sub_s = scored.sub_c, scored.sub_s
@@ -262,7 +262,7 @@ def decide(
     req: RecommendationRequest,
     agg: Aggregate | None,
     profile: Profile | None,
-    model: LoadedModel | None,
+    model: Model | None,
     *,
     settings: Settings | None = None,
     rng: random.Random | None = None,

@@ -1,4 +1,7 @@
-"""The serving model: CURRENT from the model store, refreshed on a TTL, never an exception for the caller.
+"""The model in service: CURRENT from a model source, refreshed on a TTL, never an exception for the caller.
+
+The source is anything with ``current()``, ``manifest(version)`` and ``read(version, name) -> bytes`` (the
+registry of model/adapters provides it): this module is handed bytes, it never opens a store itself.
 
 Load order for a version: its compiled scorer (``manifest.files["compiled"]``, an .npz made at promotion) if
 present; else the LightGBM text model, but only where ``lightgbm`` is importable (never in the scoring
@@ -9,28 +12,36 @@ transparent heuristic (policy ``fallback``).
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import lru_cache
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from model.features import CHANNEL_FEATURES, MESSAGE_FEATURES, SLOT_FEATURES, FeatureLayout
-from model.registry import Manifest, ModelStore
-from model.settings import AttributeSpec, get_settings
-from model.tree_scorer import FloatArray, TreeScorer, grid_rows
+from model.domain.features import CHANNEL_FEATURES, MESSAGE_FEATURES, SLOT_FEATURES, FeatureLayout
+from model.domain.manifest import Manifest
+from model.domain.model_protocol import GridPrediction
+from model.domain.settings import AttributeSpec, get_settings
+from model.scoring.tree_scorer import FloatArray, TreeScorer, grid_rows
 
 COMPILED_KEY = "compiled"
 LIGHTGBM_KEY = "lightgbm"
 DEFAULT_LIGHTGBM_FILE = "model.txt"
 RETRY_SECONDS = 30.0  # a refused version is re-read at most this often
+
+
+class ModelSource(Protocol):
+    """Where versions come from (a ModelStore: local folder or S3)."""
+
+    def current(self) -> str | None: ...
+
+    def manifest(self, version: str) -> Manifest: ...
+
+    def read(self, version: str, name: str) -> bytes: ...
 
 
 class ModelLoadError(Exception):
@@ -59,12 +70,6 @@ def layout_for(manifest: Manifest) -> FeatureLayout:
 def group_widths(layout: FeatureLayout) -> tuple[int, int, int, int]:
     """Widths of the customer | channel | slot | message feature groups, in model order."""
     return (len(layout.customer), len(CHANNEL_FEATURES), len(SLOT_FEATURES), len(MESSAGE_FEATURES))
-
-
-@dataclass(frozen=True)
-class GridPrediction:
-    proba: FloatArray  # P(convert) per grid cell
-    explain: Callable[[Sequence[Sequence[int]]], FloatArray]  # cells -> (n, n_features + 1) contributions
 
 
 @dataclass
@@ -116,17 +121,23 @@ class LoadedModel:
         return out
 
 
-def load_version(store: ModelStore, version: str) -> LoadedModel:
+def load_version(source: ModelSource, version: str) -> LoadedModel:
     """Load one version for serving; raises ModelLoadError with the reason."""
     try:
-        manifest = store.manifest(version)
+        manifest = source.manifest(version)
     except Exception as exc:
         raise ModelLoadError(f"manifest of {version} unreadable: {exc}") from exc
+    return load_model(manifest, lambda name: source.read(version, name))
+
+
+def load_model(manifest: Manifest, read: Callable[[str], bytes]) -> LoadedModel:
+    """A model from its manifest and its files' bytes (``read(file name)``); raises ModelLoadError."""
+    version = manifest.version
     layout = layout_for(manifest)
     compiled = manifest.files.get(COMPILED_KEY)
     if compiled:
         try:
-            scorer = TreeScorer.from_bytes(store.read(version, compiled))
+            scorer = TreeScorer.from_bytes(read(compiled))
         except Exception as exc:
             raise ModelLoadError(f"compiled model of {version} unusable: {exc}") from exc
         if scorer.n_features != len(layout.names):
@@ -136,11 +147,12 @@ def load_version(store: ModelStore, version: str) -> LoadedModel:
         except Exception as exc:
             raise ModelLoadError(f"compiled model of {version} unusable: {exc}") from exc
         return LoadedModel(version, manifest, "compiled", layout, scorer=scorer)
-    if importlib.util.find_spec("lightgbm") is None:
-        raise ModelLoadError(f"model {version} is not compiled and lightgbm is not installed here")
+    try:  # only where lightgbm is installed (training, tests), never in the scoring Lambda
+        import lightgbm as lgb
+    except ImportError:
+        raise ModelLoadError(f"model {version} is not compiled and lightgbm is not installed here") from None
     try:
-        lgb: Any = importlib.import_module("lightgbm")
-        text = store.read(version, manifest.files.get(LIGHTGBM_KEY, DEFAULT_LIGHTGBM_FILE)).decode()
+        text = read(manifest.files.get(LIGHTGBM_KEY, DEFAULT_LIGHTGBM_FILE)).decode()
         booster = lgb.Booster(model_str=text)
     except Exception as exc:
         raise ModelLoadError(f"LightGBM model of {version} unusable: {exc}") from exc
@@ -154,13 +166,12 @@ class Predictor:
 
     def __init__(
         self,
-        store_uri: str | None = None,
+        open_source: Callable[[], ModelSource],
         refresh_seconds: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        settings = get_settings()
-        self.store_uri = store_uri or settings.model_store
-        self.refresh_seconds = settings.model_refresh_seconds if refresh_seconds is None else refresh_seconds
+        self._open_source = open_source
+        self.refresh_seconds = get_settings().model_refresh_seconds if refresh_seconds is None else refresh_seconds
         self._clock = clock
         self._lock = threading.Lock()
         self._model: LoadedModel | None = None
@@ -182,7 +193,7 @@ class Predictor:
     def _refresh(self) -> None:
         self.checked_at = datetime.now(UTC)
         try:
-            store = ModelStore.from_uri(self.store_uri)
+            store = self._open_source()
             version = store.current()
         except Exception as exc:  # an unreachable store keeps the model in service
             self.last_error = f"model store unreadable: {exc}"
@@ -208,9 +219,3 @@ class Predictor:
         self._checked = None
         self._failed_version = None
         return self.model()
-
-
-@lru_cache(maxsize=1)
-def get_predictor() -> Predictor:
-    """The process-wide predictor (a Lambda container keeps it warm between invocations)."""
-    return Predictor()

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from model.settings import get_settings
+from model.domain.settings import get_settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 console = Console()
@@ -153,7 +153,7 @@ def promote(
     force: Annotated[bool, typer.Option("--force", help="Promote even if the challenger is worse")] = False,
 ) -> None:
     """Move CURRENT to the challenger if its held-out policy value is not worse than the champion's."""
-    from model.registry import ModelStore, StoreError
+    from model.adapters.registry import ModelStore, StoreError
     from training.promote import PromotionRefusedError
     from training.promote import promote as run_promotion
 
@@ -171,7 +171,7 @@ def models(
     store: Annotated[str | None, typer.Option(help="Model store: folder or s3://bucket/prefix")] = None,
 ) -> None:
     """List the versions in the model store and their held-out policy value."""
-    from model.registry import ModelStore
+    from model.adapters.registry import ModelStore
 
     model_store = ModelStore.from_uri(store or get_settings().model_store)
     current = model_store.current()
@@ -196,7 +196,7 @@ def evaluate_cmd(
     store: Annotated[str | None, typer.Option(help="Model store: folder or s3://bucket/prefix")] = None,
 ) -> None:
     """Print the stored evaluation report of a version."""
-    from model.registry import ModelStore
+    from model.adapters.registry import ModelStore
 
     model_store = ModelStore.from_uri(store or get_settings().model_store)
     v = version or model_store.current()

@@ -25,9 +25,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from model import aws
-from nbc.lambda_events import LambdaContext, http_event
-from nbc.local import StreamPump, free_port, local_aws
+from model.adapters import aws
+from nbc.local.aws import StreamPump, free_port, local_aws
+from nbc.local.events import LambdaContext, http_event
 
 console = Console(width=max(Console().width, 140))  # the tables need room, also when piped
 BATCH = 500  # touchpoints per ingest request (the API's maximum)
@@ -107,7 +107,7 @@ def ingest(sim: dict[str, Any], progress: Progress) -> dict[str, int]:
 
 def import_logged_decisions(sim: dict[str, Any], progress: Progress) -> None:
     """The logging policy's decisions, with their propensities, in the decision log the API writes to."""
-    from model.decision_log import import_decisions
+    from model.adapters.decision_log import import_decisions
 
     decisions: pa.Table = sim["decisions"]
     task = progress.add_task("import logged decisions", total=decisions.num_rows)
@@ -209,8 +209,8 @@ def _recommendation_table(answers: list[dict[str, Any]]) -> Table:
 
 
 def run(customers: int, days: int, seed: int, workdir: Path) -> dict[str, Any]:
+    from nbc.commands.training import pipeline_steps
     from training import pipeline
-    from training.cli import pipeline_steps
     from training.promote import PromotionRefusedError, promote
     from training.simulate import SimConfig, simulate, write
     from training.sources import export_table

@@ -8,7 +8,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from model.settings import Settings, get_settings
+from model.domain.settings import Settings, get_settings
 
 _CONFIG = Config(retries={"max_attempts": 8, "mode": "adaptive"}, connect_timeout=2, read_timeout=30)
 

@@ -14,7 +14,7 @@ LightGBM's own (``tree.h``):
   in the node's bitset.
 
 The grid fast path. A candidate's row is the concatenation of feature groups (customer | channel | slot |
-message, see ``model.features``), and each group takes few distinct values on the candidate grid. A tree
+message, see ``model.domain.features``), and each group takes few distinct values on the candidate grid. A tree
 reaches leaf ``l`` iff every split on its path agrees, so with ``ok_g[l, v]`` = "all splits on leaf l's path
 that test a group-g feature agree for group value v":
 

@@ -17,11 +17,11 @@ from typing import Any, Literal, TypeVar
 from botocore.exceptions import ClientError
 from pydantic import ValidationError
 
-from model import aws
-from model.aggregate import Aggregate, FoldEvent, fold, normalise
-from model.schemas import Profile, Touchpoint
-from model.settings import get_settings
-from model.table import AGG_SK, BY_TIME, PK, PROFILE_SK, SK, TS, TTL, customer_pk, touchpoint_sk
+from model.adapters import aws
+from model.adapters.table import AGG_SK, BY_TIME, PK, PROFILE_SK, SK, TS, TTL, customer_pk, touchpoint_sk
+from model.domain.aggregate import Aggregate, FoldEvent, fold, normalise
+from model.domain.schemas import Profile, Touchpoint
+from model.domain.settings import get_settings
 
 Status = Literal["stored", "duplicate"]
 Item = dict[str, Any]

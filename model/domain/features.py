@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from model.aggregate import (
+from model.domain.aggregate import (
     BOUNCED,
     CLICKED,
     CONVERTED,
@@ -31,7 +31,7 @@ from model.aggregate import (
     VISITED,
     Aggregate,
 )
-from model.settings import AttributeSpec
+from model.domain.settings import AttributeSpec
 
 NEVER = 9999.0  # "days since" for something that never happened (LightGBM sees a plain number)
 UNKNOWN = -1.0  # categorical code for a value outside the known levels (LightGBM: missing)

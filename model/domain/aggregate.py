@@ -19,8 +19,8 @@ import json
 from bisect import insort
 from typing import Any, NamedTuple
 
-from model.channels import Catalogue, catalogue
-from model.schemas import EVENT_INDEX, EVENT_TYPES, Touchpoint
+from model.domain.catalogue import Catalogue, catalogue
+from model.domain.schemas import EVENT_INDEX, EVENT_TYPES, Touchpoint
 
 DAY = 86400.0
 CAP_WINDOW = 7 * DAY  # rolling window kept for frequency caps

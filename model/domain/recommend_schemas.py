@@ -8,8 +8,8 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
-from model.channels import catalogue
-from model.schemas import Id
+from model.domain.catalogue import catalogue
+from model.domain.schemas import Id
 
 MAX_BATCH = 1000
 MAX_MESSAGES = 20

@@ -11,8 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from model import store
-from model.schemas import EventType, Touchpoint, error_list
+from model.adapters import store
+from model.domain.schemas import EventType, Touchpoint, error_list
 
 MAX_BATCH = 500
 REVOKING = frozenset({EventType.unsubscribed, EventType.complained})

@@ -7,10 +7,10 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from model import aws, store
-from model.recommend_schemas import RecommendationResponse
-from model.settings import get_settings
-from model.table import PK, SK, TTL, customer_pk, decision_sk
+from model.adapters import aws, store
+from model.adapters.table import PK, SK, TTL, customer_pk, decision_sk
+from model.domain.recommend_schemas import RecommendationResponse
+from model.domain.settings import get_settings
 
 
 def decision_item(resp: RecommendationResponse, at: datetime | None = None) -> dict[str, Any]:

@@ -12,9 +12,9 @@ from typing import Any
 
 from moto.server import ThreadedMotoServer
 
-from model import aws
-from model.settings import get_settings
-from model.table import ensure_table
+from model.adapters import aws
+from model.adapters.table import ensure_table
+from model.domain.settings import get_settings
 
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "local",

@@ -35,8 +35,8 @@ def serve(
     """Serve the whole HTTP API (ingest + scoring). Requests must carry x-api-key when NBC_API_KEY is set."""
     import uvicorn
 
-    from model.settings import get_settings
-    from nbc.local import local_aws
+    from model.domain.settings import get_settings
+    from nbc.local.aws import local_aws
     from nbc.server import build_app
 
     def run() -> None:
@@ -56,8 +56,8 @@ def serve(
     if embedded:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request lines: noise here
         from functions.aggregator.app import handler as aggregator
-        from nbc.lambda_events import LambdaContext
-        from nbc.local import StreamPump
+        from nbc.local.aws import StreamPump
+        from nbc.local.events import LambdaContext
 
         with local_aws():  # moto stops (and the environment is restored) when uvicorn returns
             # Locally, the pump plays Lambda's stream event source: new touchpoints reach the aggregator.

@@ -1,0 +1,1 @@
+"""Pure domain: schemas, catalogue, settings, the fold, features, rules and the decision (no I/O)."""

@@ -1,0 +1,49 @@
+"""A model version's manifest: what the model expects (features, encoding, channels) and how it scored."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def schema_hash(features: list[str], categorical: list[str], levels: dict[str, list[str]]) -> str:
+    """Fingerprint of the feature encoding: two models with the same hash take the same input rows."""
+    blob = json.dumps(
+        {"features": features, "categorical": categorical, "levels": {k: levels[k] for k in sorted(levels)}},
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def new_version(now: datetime | None = None) -> str:
+    """Sortable, unique version name, e.g. 20261123T184000Z-3fa1."""
+    stamp = (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{secrets.token_hex(2)}"
+
+
+class Manifest(BaseModel):
+    """Everything needed to rebuild the model's input rows and to judge the model."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    version: str
+    created_at: datetime
+    training_window: tuple[datetime, datetime]
+    features: list[str]
+    categorical: list[str]
+    schema_hash: str
+    levels: dict[str, list[str]] = Field(default_factory=dict)  # "message" + categorical attribute levels
+    channels: list[str]
+    objective: str = "conversion"
+    attribution_window_days: float = 7.0
+    metrics: dict[str, float] = Field(default_factory=dict)
+    policy_value: dict[str, float] = Field(default_factory=dict)  # e.g. {"model_snips": ...}
+    code_version: str = "unknown"
+    files: dict[str, str] = Field(default_factory=dict)  # logical name -> file name, e.g. lightgbm -> model.txt
+
+    def check_hash(self) -> bool:
+        return self.schema_hash == schema_hash(self.features, self.categorical, self.levels)

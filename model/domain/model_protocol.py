@@ -1,0 +1,37 @@
+"""What the decision needs from a trained model (the `Model` protocol); the scorer in model/scoring provides it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from model.domain.features import FeatureLayout
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class GridPrediction:
+    proba: FloatArray  # P(outcome) per grid cell
+    explain: Callable[[Sequence[Sequence[int]]], FloatArray]  # cells -> (n, n_features + 1) contributions
+
+
+class Model(Protocol):
+    """A trained model as the decision sees it: its version, feature layout, message levels and grid scores."""
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def layout(self) -> FeatureLayout: ...
+
+    @property
+    def message_levels(self) -> list[str]: ...
+
+    def predict_grid(self, groups: list[npt.NDArray[np.float64]]) -> GridPrediction:
+        """P(outcome) of every combination of the groups' rows (customer x channel x slot x message)."""
+        ...
