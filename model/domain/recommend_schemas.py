@@ -9,11 +9,11 @@ from typing import Annotated
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from model.domain.catalogue import catalogue
-from model.domain.schemas import Id
+from model.domain.schemas import ID_PATTERN, ChannelName, Id, StrictInt
 
 MAX_BATCH = 1000
 MAX_MESSAGES = 20
-MessageId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@+\-]+$")]
+MessageId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=ID_PATTERN)]
 NONE_CHANNEL = "none"  # "don't contact now"
 EARLIEST_NOW = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST_NOW = datetime(2100, 1, 1, tzinfo=UTC)
@@ -27,18 +27,27 @@ class Policy(StrEnum):
     fallback = "fallback"  # no usable model: a transparent heuristic
 
 
+DEFAULT_HORIZON_HOURS = 48  # a request's default, and the horizon offline evaluation uses
+
+
 class RecommendationRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     customer_id: Id
-    channels: list[str] | None = Field(
+    channels: list[ChannelName] | None = Field(
         default=None, min_length=1, max_length=64, description="Candidate channels (default: the whole catalogue)."
     )
-    messages: dict[str, Annotated[list[MessageId], Field(min_length=1, max_length=MAX_MESSAGES)]] | None = Field(
-        default=None, max_length=64, description="Candidate message ids per channel (default: the model's messages)."
+    messages: dict[ChannelName, Annotated[list[MessageId], Field(min_length=1, max_length=MAX_MESSAGES)]] | None = (
+        Field(
+            default=None,
+            max_length=64,
+            description="Candidate message ids per channel (default: the model's messages).",
+        )
     )
-    horizon_hours: int = Field(default=48, ge=1, le=168, description="Hourly send slots, from the next hour.")
-    k: int = Field(default=3, ge=1, le=20, description="How many ranked recommendations to return.")
+    horizon_hours: StrictInt = Field(
+        default=DEFAULT_HORIZON_HOURS, ge=1, le=168, description="Hourly send slots, from the next hour."
+    )
+    k: StrictInt = Field(default=3, ge=1, le=20, description="How many ranked recommendations to return.")
     now: AwareDatetime | None = Field(default=None, description="Decision instant (default: the clock), for replays.")
 
     @field_validator("channels")

@@ -10,8 +10,9 @@ import pytest
 
 from model.domain.aggregate import EVENT_INDEX, Aggregate, FoldEvent, fold
 from model.domain.catalogue import catalogue
-from model.domain.decide import build_grid, decide, holdout_bucket
+from model.domain.decide import build_grid, decide
 from model.domain.features import channel_features, customer_features, message_features, slot_features
+from model.domain.policy import holdout_bucket
 from model.domain.recommend_schemas import Policy, RecommendationRequest
 from model.domain.schemas import Profile, QuietHours
 from model.domain.settings import get_settings

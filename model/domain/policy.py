@@ -1,0 +1,58 @@
+"""The serving policy as probabilities: ONE definition, used to decide and to evaluate the decision offline.
+
+Outside the holdout the policy is epsilon-greedy over the candidates the rules allowed: with probability
+1 - eps the best candidate by expected value if it is positive, else "don't contact"; with probability eps a
+candidate drawn uniformly among the allowed ones. Every logged decision's propensity is therefore exact, and
+offline evaluation scores the whole distribution pi(a | x), not only its argmax.
+
+A deterministic holdout share of customers (by a hash of the customer id) gets business as usual instead:
+the first allowed channel in catalogue order, earliest slot, first message; the holdout measures what the
+model earns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import numpy.typing as npt
+
+
+def holdout_bucket(customer_id: str) -> float:
+    """A stable number in [0, 1) per customer: the holdout is the customers below `holdout_share`."""
+    digest = hashlib.sha256(f"holdout:{customer_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def greedy_cell(ev: npt.NDArray[np.float64], allowed: npt.NDArray[np.bool_]) -> int | None:
+    """The flat index of the best allowed candidate with positive expected value (first on ties), else None."""
+    flat_ev, flat_ok = ev.ravel(), allowed.ravel()
+    score = np.where(flat_ok & (flat_ev > 0), flat_ev, -np.inf)
+    if not np.isfinite(score).any():
+        return None
+    return int(np.argmax(score))
+
+
+def action_probabilities(
+    ev: npt.NDArray[np.float64], allowed: npt.NDArray[np.bool_], eps: float
+) -> tuple[npt.NDArray[np.float64], float]:
+    """pi(a | x) for every candidate cell (same shape as `ev`, 0 where not allowed) and pi(don't contact)."""
+    probs = np.zeros(ev.shape, dtype=np.float64)
+    n_allowed = int(allowed.sum())
+    if n_allowed == 0:
+        return probs, 1.0
+    probs[allowed] = eps / n_allowed
+    best = greedy_cell(ev, allowed)
+    if best is None:
+        return probs, 1.0 - eps
+    probs.flat[best] += 1.0 - eps
+    return probs, 0.0
+
+
+def bau_cell(codes: list[int], allowed: npt.NDArray[np.bool_]) -> int | None:
+    """Business as usual (the holdout): first allowed channel in catalogue order, earliest slot, first message."""
+    for i in sorted(range(len(codes)), key=lambda i: codes[i]):
+        cells = np.argwhere(allowed[i])
+        if len(cells):
+            return int(np.ravel_multi_index((i, int(cells[0][0]), int(cells[0][1])), allowed.shape))
+    return None
