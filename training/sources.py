@@ -14,7 +14,6 @@ as customer_id + Profile fields, JSON-encoded; decisions), so the dataset code n
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import time
 from collections.abc import Iterable, Iterator
@@ -23,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pyarrow as pa
-import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from model.adapters import aws
@@ -81,20 +80,30 @@ class Sources:
 # --- local files -----------------------------------------------------------------------------------------
 
 
+def _read_ndjson(path: Path) -> pa.Table:
+    """NDJSON read with an explicit schema: the project's fields from every line, not the first line's keys (a
+    `value` missing from line 1 is kept on the others). Nested values (attributes, consent) keep their JSON
+    text, as in the Parquet files; keys the pipeline does not read are left out."""
+    stem = path.name.split(".", 1)[0]
+    kind = next((k for k in ("profiles", "decisions") if stem.startswith(k)), "touchpoints")
+    if path.stat().st_size == 0:
+        return _SCHEMAS[kind].empty_table()
+    try:
+        df = pl.read_ndjson(path, schema={f.name: pl.String for f in _SCHEMAS[kind]})
+    except pl.exceptions.PolarsError as err:
+        raise SourceError(f"{path} is not NDJSON (one JSON object per line): {str(err).splitlines()[0]}") from None
+    try:
+        return df.to_arrow().cast(_SCHEMAS[kind])
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+        raise SourceError(f"{path}: {err}; check and convert the file with `nbc import`") from None
+
+
 def _read_file(path: Path) -> pa.Table:
     if path.suffix == ".parquet":
         return pq.read_table(path)
     if path.suffix in (".ndjson", ".jsonl", ".json"):
-        # Nested JSON values (attributes, consent) become JSON strings, as in the Parquet files.
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        if not rows:
-            return pajson.read_json(io.BytesIO(b'{"event_id": null}\n')).slice(0, 0)
-        return pa.Table.from_pylist([{k: _flat(v) for k, v in r.items()} for r in rows])
+        return _read_ndjson(path)
     raise SourceError(f"unsupported file type {path.suffix!r} ({path}): use .parquet, .ndjson or .jsonl")
-
-
-def _flat(value: Any) -> Any:
-    return json.dumps(value) if isinstance(value, dict | list) else value
 
 
 def _find(folder: Path, stem: str) -> Path | None:
