@@ -1,4 +1,5 @@
-"""Simulated customers whose true behaviour is known, a logging policy that contacts them, and an oracle.
+"""Simulated customers whose true behaviour is known, a logging policy that contacts them (or decides not to),
+and an oracle of the exact value, with and without contact, of any action.
 
 Ground truth (all in truth.json; `Oracle` turns it into exact expected conversions and values):
 
@@ -8,23 +9,76 @@ Ground truth (all in truth.json; `Oracle` turns it into exact expected conversio
   local hour + day-of-week effect[age band] + message effect[segment, message] - fatigue, where the
   channel affinity is part attribute-driven, part idiosyncratic, and fatigue grows with the sends of the
   previous 7 days (overall and on the same channel);
-* funnel: delivered (per channel) -> opened = sigmoid(eta + open offset) -> clicked = sigmoid(eta + click
-  offset) -> visited (fixed share) -> converted = sigmoid(conversion offset[segment] + message effect /2 +
-  channel conversion lift); a conversion's value is drawn around the customer's mean order value;
-* each delivered send may trigger an unsubscribe (more likely when fatigued): the channel is closed after it.
+* a send's response funnel: delivered (per channel) -> opened = sigmoid(eta + open offset) -> clicked =
+  sigmoid(eta + click offset) -> visited (fixed share) -> converted = sigmoid(conversion offset[segment] +
+  message effect / 2 + channel conversion lift); a conversion's value is drawn around the customer's mean
+  order value;
+* organic conversions (`SimConfig.organic`, on by default): every customer also buys without any contact, a
+  Poisson process between 07:00 and 23:00 local with a daily hazard `organic_rate` (a level by segment x a
+  per-customer log-normal effect, higher for customers who engage more: the confounding that a model of
+  p(convert | contact) mistakes for response). They are `converted` touchpoints on the `web` channel (the
+  shop) without decision, campaign or message, like the funnel's conversions (which keep the send's
+  channel): last-touch attribution gives every organic conversion that falls within a send's attribution
+  window to that send. With them comes persuadability `persuade` (added to the conversion logit once
+  visited), negatively correlated with the organic effect: who buys anyway is moved less by a contact. A
+  delivered send to a fatigued customer (more than `organic_fatigue_free` sends in the 7 days before it)
+  multiplies the organic hazard over the next `suppress_days` (1 day: with at most one decision a day the
+  effects of successive sends barely overlap, so they add up) by exp(-organic_fatigue x the excess sends).
+  So a contact's lift is usually positive, about 0 when a response is unlikely, and negative for a fatigued
+  customer who would have bought anyway;
+* each delivered send may trigger an unsubscribe (more likely when fatigued): the channel is closed after it;
+* drift (`SimConfig.drift`, off by default): parameters move linearly over the simulated period, phase =
+  (t - start) / (end - start) in [0, 1]: the conversion offsets by segment (`seg_conv` -> `seg_conv_end`),
+  the organic hazard by segment (x exp(phase x organic_drift)), the channel affinities by age band
+  (+ phase x affinity_drift) and the preferred local hours by age band (+ phase x peak_drift).
 
-The logging policy (business as usual) contacts a customer on a day with the customer's cadence; it sends
-email (else the first open channel) at 10:00 local with the campaign of the day, except with probability
-`exploration` where it draws channel x hour x message uniformly among the allowed ones. Each decision
-records the exact probability of the action it took.
+The logging policy takes at most one decision per customer and day, at 06:00 local, on the days of the
+customer's cadence:
 
-Same seed, same output: every draw comes from one numpy Generator in a fixed order.
+* holdout customers (a random `holdout_share`, drawn once) are never contacted: a no-send decision, policy
+  "holdout", propensity 1 (the assignment is fixed per customer);
+* for the others, with probability `no_send`: a no-send decision, policy "logging", propensity `no_send`;
+* else business as usual: email (else the first open channel) at 10:00 local with the campaign of the day
+  (policy "logging"), except with probability `exploration` where it draws channel x hour x message uniformly
+  among the allowed ones (policy "explore"; the draw may coincide with business as usual). The propensity
+  is (1 - no_send) x the probability of the action within this step, i.e. the exact probability of the
+  logged action.
+
+Customers of `no_history_share` never appear in any log (profiles only: no decision, no organic conversion).
+
+Tables (`simulate` returns them, `write` stores them as Parquet next to truth.json):
+
+* touchpoints: event_id, customer_id, channel, event_type, occurred_at, campaign_id, message_id,
+  decision_id, value, attributes. A send's events have event_id "<decision_id>-<event type>"; its conversion
+  carries no decision, campaign or message (the shop does not know them: the pipeline attributes it by time).
+  Organic conversions: event_id "o<day:03>-<customer index:06>-<k>-converted", channel `web`, value > 0.
+* profiles: customer_id, timezone, consent (JSON), quiet_hours (null), attributes (JSON).
+* decisions: one row per decision, ordered by day and customer:
+
+  ============  ====================================================================================
+  decision_id   "d<day:03>-<customer index:06>"; the touchpoints of its send quote it
+  customer_id   the customer
+  decided_at    06:00 local time of the day (UTC timestamp)
+  channel       the channel sent on; NO_SEND = "none" (the marker served decisions log for "don't
+                contact now", `recommend_schemas.NONE_CHANNEL`) for a no-send decision
+  send_at       the send's hour (UTC timestamp, floored to the hour); null for a no-send
+  message_id    the message sent; null for a no-send
+  propensity    probability with which the logging policy took this action, in (0, 1]
+  policy        "logging" (business as usual, or a no-send draw), "explore" (the uniform draw), "holdout"
+  ============  ====================================================================================
+
+* truth.json: the `Truth` for `Oracle.load`.
+
+`SimConfig(organic=False, holdout_share=0, no_send=0)` is the simulator as it was before organic conversions
+and no-send decisions, draw for draw (their draws come from a second generator); `organic=False` alone keeps
+the no-send decisions. Same seed, same output: every draw comes from two numpy Generators seeded by the
+seed, each in a fixed order.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,6 +89,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from model.domain.catalogue import catalogue
+from model.domain.recommend_schemas import NONE_CHANNEL
 from model.domain.settings import get_settings
 
 DAY = 86400.0
@@ -54,6 +109,9 @@ SEND_HOURS = tuple(range(8, 21))  # local hours outside the default quiet hours 
 BAU_HOUR = 10
 DECISION_HOUR = 6  # decisions are taken at 06:00 local for the day ahead
 VISIT_SHARE = 0.7
+NO_SEND = NONE_CHANNEL  # the decisions table's channel of a no-send decision ("none")
+ORGANIC_CHANNEL = "web"  # organic conversions are recorded by the shop
+ORGANIC_HOURS = (7, 23)  # local hours [from, to) in which organic conversions happen
 
 # Per-channel truth, in catalogue order of the default channels (other channels get neutral values).
 _DELIVERY = {
@@ -103,15 +161,50 @@ _SEG_SHARE = (0.2, 0.45, 0.1, 0.25)
 _AGE_SHARE = (0.14, 0.26, 0.24, 0.19, 0.17)
 # Weekend effect by age band (Sat/Sun vs weekdays).
 _AGE_WEEKEND = (0.3, 0.15, -0.2, -0.1, 0.2)
+# Organic conversions: mean daily hazard by segment, the per-customer log-normal spread, the log-hazard per
+# unit of mean channel affinity (engaged customers also buy more on their own), and the suppression a
+# delivered send to a fatigued customer puts on the hazard for the next _SUPPRESS_DAYS.
+_SEG_ORGANIC = (0.015, 0.018, 0.036, 0.006)
+_ORGANIC_SD = 1.4
+_ORGANIC_ENGAGED = 1.5
+_ORGANIC_FATIGUE = 2.0
+_ORGANIC_FATIGUE_FREE = 2
+_SUPPRESS_DAYS = 1.0
+_PERSUADE_SD = 1.8  # spread of persuadability (conversion logit once visited) across customers
+_PERSUADE_RHO = 0.9  # its negative correlation with the organic random effect
+# Drift: where the parameters are at the end of the period (linear from the start).
+_DRIFT_SEG_CONV = (0.5, -0.6, 0.3, -0.5)  # added to the conversion offset by segment
+_DRIFT_SEG_ORGANIC = (0.6, -0.5, 0.4, -0.6)  # log multiplier of the organic hazard by segment
+_DRIFT_CHANNEL = {
+    "email": -0.8,
+    "sms": 0.3,
+    "push": 0.6,
+    "in_app": 0.5,
+    "web": 0.2,
+    "direct_mail": -0.5,
+    "call_center": -0.4,
+    "paid_social": 0.8,
+}
+_DRIFT_AGE_SCALE = (1.3, 1.15, 1.0, 0.85, 0.7)  # channel drift x this, by age band
+_DRIFT_PEAK = (-4.0, -3.0, 3.0, 3.0, 2.5)  # hours added to the preferred local hour, by age band
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return np.asarray(1.0 / (1.0 + np.exp(-x)), dtype=np.float64)
 
 
+_ARRAYS = {"tz", "segment", "age", "affinity", "peak", "mean_value", "delivery", "open_offset", "conv_lift"}
+_ARRAYS |= {"unsub", "msg", "seg_conv", "weekend", "costs", "organic_rate", "seg_conv_end", "organic_drift"}
+_ARRAYS |= {"affinity_drift", "peak_drift", "persuade"}
+
+
 @dataclass
 class Truth:
-    """Ground-truth parameters: population tables plus one row per customer."""
+    """Ground-truth parameters: population tables plus one row per customer.
+
+    The fields after `fatigue_channel` came with organic conversions and drift; a truth.json written before
+    them loads with their defaults (no organic conversions, no drift).
+    """
 
     channels: list[str]
     messages: list[str]
@@ -137,6 +230,18 @@ class Truth:
     click_offset: float = -1.0
     fatigue_total: float = 0.25
     fatigue_channel: float = 0.45
+    organic_rate: np.ndarray | None = None  # [N] daily organic conversion hazard (at the start); None: none
+    persuade: np.ndarray | None = None  # [N] added to the conversion logit once visited (comes with organic)
+    organic_fatigue: float = _ORGANIC_FATIGUE  # hazard x exp(-this x excess sends) after a fatiguing send
+    organic_fatigue_free: int = _ORGANIC_FATIGUE_FREE  # sends in the 7 days before a send that do not fatigue
+    window_days: float = 7.0  # attribution window: the horizon of p_organic and p_convert
+    suppress_days: float = _SUPPRESS_DAYS  # how long a fatiguing send suppresses the organic hazard
+    period: list[float] = field(default_factory=lambda: [0.0, 1.0])  # [start, end) epoch seconds
+    drift: bool = False
+    seg_conv_end: np.ndarray | None = None  # [S] conversion offset at the end of the period (drift)
+    organic_drift: np.ndarray | None = None  # [S] log multiplier of the organic hazard at the end (drift)
+    affinity_drift: np.ndarray | None = None  # [A, C] added to the affinity at the end (drift)
+    peak_drift: np.ndarray | None = None  # [A] hours added to the preferred hour at the end (drift)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -146,17 +251,39 @@ class Truth:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Truth:
-        arrays = {"tz", "segment", "age", "affinity", "peak", "mean_value", "delivery", "open_offset"}
-        arrays |= {"conv_lift", "unsub", "msg", "seg_conv", "weekend", "costs"}
-        kwargs: dict[str, Any] = {k: (np.asarray(v) if k in arrays else v) for k, v in data.items()}
+        kwargs: dict[str, Any] = {k: (np.asarray(v) if k in _ARRAYS and v is not None else v) for k, v in data.items()}
         return cls(**kwargs)
 
 
 class Oracle:
-    """The TRUE expected conversion and value of any (customer, channel, send time, message) given its state.
+    """The TRUE expected conversions and values of any (customer, channel, send time, message) given its state.
 
     State = the sends of the 7 days before the send (overall and on that channel) and whether the channel is
     opted out; callers compute it from the touchpoint log (e.g. from the aggregate), as the simulator did.
+    Arrays broadcast; customers, channels and messages are indices into the truth tables. With drift, pass
+    the send instants (`send_ts`, epoch seconds): the parameters at that instant are used (a ValueError
+    otherwise); without drift they are optional.
+
+    With q = p_response, d = delivery, lam = organic_hazard (per day), H = lam x window and
+    L = lam x suppress_days x (1 - exp(-organic_fatigue x excess sends)), the organic hazard a delivered
+    fatiguing send takes away:
+
+    * `p_response`: probability that the send's own funnel converts (what the simulator draws per send);
+    * `p_organic(cust, ts)`: probability of at least one conversion within the attribution window after ts
+      WITHOUT a contact: 1 - exp(-H);
+    * `p_convert`: probability of at least one conversion (the send's or organic) within the attribution
+      window WITH the contact: 1 - (d - q) exp(L - H) - (1 - d) exp(-H); on a closed channel (opted_out) the
+      send is not delivered: p_organic;
+    * `expected_value(cust, channel, p)`: p x mean order value - cost; with p_convert: the value WITH contact;
+    * `lift`: expected extra conversions within the window caused by the contact, q - d L (can be < 0);
+    * `incremental_value`: lift x mean order value - cost, the expected conversion value of the action minus
+      that of not contacting, net of cost: what the action earns over "don't contact" (0 on this scale).
+      Values count every conversion, so lifts add up over sends; (p_convert - p_organic) is the lift in
+      "converted at least once" (the conversion objective's), smaller when the customer may buy twice.
+
+    Without organic conversions (SimConfig.organic=False, or a truth.json from before them) p_organic is 0,
+    p_convert is p_response and incremental_value is expected_value(p_convert): "with contact" and
+    "incremental" coincide, as before. A send is valued as if no later send fell in its window.
     """
 
     def __init__(self, truth: Truth) -> None:
@@ -189,6 +316,13 @@ class Oracle:
         dow = ((local // DAY).astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday
         return local_hour, dow
 
+    def phase(self, ts: Any) -> np.ndarray:
+        """Where `ts` (epoch seconds) lies in the simulated period: 0 at its start, 1 at its end (clipped)."""
+        if ts is None:
+            raise ValueError("this truth drifts: pass the send instants (send_ts, epoch seconds)")
+        start, end = self.truth.period
+        return np.asarray(np.clip((np.asarray(ts, dtype=np.float64) - start) / max(end - start, 1.0), 0.0, 1.0))
+
     def terms(
         self,
         cust: np.ndarray,
@@ -198,24 +332,79 @@ class Oracle:
         message: np.ndarray,
         sends_7d: np.ndarray,
         ch_sends_7d: np.ndarray,
+        send_ts: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The engagement logit and the conversion probability once visited (the simulator draws from these)."""
         t = self.truth
-        diff = np.abs(local_hour - t.peak[cust])
+        affinity = t.affinity[cust, channel]
+        peak = t.peak[cust]
+        seg = t.segment[cust]
+        seg_conv = t.seg_conv[seg]
+        if t.drift:
+            assert t.affinity_drift is not None
+            assert t.peak_drift is not None
+            assert t.seg_conv_end is not None
+            phase = self.phase(send_ts)
+            age = t.age[cust]
+            affinity = affinity + phase * t.affinity_drift[age, channel]
+            peak = peak + phase * t.peak_drift[age]
+            seg_conv = seg_conv + phase * (t.seg_conv_end[seg] - t.seg_conv[seg])
+        diff = np.abs(local_hour - peak)
         diff = np.minimum(diff, 24 - diff)
         weekend = (np.asarray(dow) >= 5).astype(np.float64)
         fatigue = t.fatigue_total * np.maximum(0, sends_7d - 2) + t.fatigue_channel * np.maximum(0, ch_sends_7d - 1)
-        seg = t.segment[cust]
         eta = (
             t.base
-            + t.affinity[cust, channel]
+            + affinity
             + t.hour_amp * np.exp(-0.5 * (diff / t.hour_width) ** 2)
             + t.weekend[t.age[cust]] * weekend
             + t.msg[seg, message]
             - fatigue
         )
-        p_cv = _sigmoid(t.seg_conv[seg] + 0.5 * t.msg[seg, message] + t.conv_lift[channel])
+        if t.persuade is not None:
+            seg_conv = seg_conv + t.persuade[cust]
+        p_cv = _sigmoid(seg_conv + 0.5 * t.msg[seg, message] + t.conv_lift[channel])
         return eta, p_cv
+
+    def p_response(
+        self,
+        cust: np.ndarray,
+        channel: np.ndarray,
+        local_hour: np.ndarray,
+        dow: np.ndarray,
+        message: np.ndarray,
+        sends_7d: np.ndarray,
+        ch_sends_7d: np.ndarray,
+        opted_out: np.ndarray | None = None,
+        *,
+        send_ts: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Probability that the send's own funnel converts (delivered, opened, clicked, visited, bought)."""
+        t = self.truth
+        eta, p_cv = self.terms(cust, channel, local_hour, dow, message, sends_7d, ch_sends_7d, send_ts)
+        p = t.delivery[channel] * _sigmoid(eta + t.open_offset[channel]) * _sigmoid(eta + t.click_offset)
+        p = p * VISIT_SHARE * p_cv
+        if opted_out is not None:
+            p = np.where(opted_out, 0.0, p)
+        return np.asarray(p)
+
+    def organic_hazard(self, cust: np.ndarray, ts: np.ndarray | None = None) -> np.ndarray:
+        """Daily hazard of an organic conversion (no contact) at `ts`; 0 without organic conversions."""
+        t = self.truth
+        cust = np.asarray(cust)
+        if t.organic_rate is None:
+            shape = cust.shape if ts is None else np.broadcast(cust, np.asarray(ts)).shape
+            return np.zeros(shape)
+        rate = t.organic_rate[cust]
+        if t.drift:
+            assert t.organic_drift is not None
+            rate = rate * np.exp(self.phase(ts) * t.organic_drift[t.segment[cust]])
+        return np.asarray(rate, dtype=np.float64)
+
+    def p_organic(self, cust: np.ndarray, ts: np.ndarray | None = None, window_days: float | None = None) -> np.ndarray:
+        """Probability of at least one conversion within the attribution window after `ts`, without contact."""
+        window = self.truth.window_days if window_days is None else window_days
+        return np.asarray(-np.expm1(-self.organic_hazard(cust, ts) * window))
 
     def p_convert(
         self,
@@ -227,20 +416,89 @@ class Oracle:
         sends_7d: np.ndarray,
         ch_sends_7d: np.ndarray,
         opted_out: np.ndarray | None = None,
+        *,
+        send_ts: np.ndarray | None = None,
     ) -> np.ndarray:
-        """Probability that the send converts (arrays broadcast; indices into the truth tables)."""
+        """Probability of at least one conversion within the attribution window WITH this contact.
+
+        Without organic conversions: the send's own conversion (`p_response`), 0 on a closed channel.
+        """
         t = self.truth
-        eta, p_cv = self.terms(cust, channel, local_hour, dow, message, sends_7d, ch_sends_7d)
-        p = t.delivery[channel] * _sigmoid(eta + t.open_offset[channel]) * _sigmoid(eta + t.click_offset)
-        p = p * VISIT_SHARE * p_cv
+        q = self.p_response(cust, channel, local_hour, dow, message, sends_7d, ch_sends_7d, send_ts=send_ts)
+        if t.organic_rate is None:
+            return q if opted_out is None else np.asarray(np.where(opted_out, 0.0, q))
+        rate = self.organic_hazard(cust, send_ts)
+        h = rate * t.window_days
+        s = np.exp(-t.organic_fatigue * np.maximum(0, np.asarray(sends_7d) - t.organic_fatigue_free))
+        lost = rate * min(t.suppress_days, t.window_days) * (1.0 - s)  # hazard a delivered send takes away
+        d = t.delivery[channel]
+        p = 1.0 - (d - q) * np.exp(lost - h) - (1.0 - d) * np.exp(-h)
         if opted_out is not None:
-            p = np.where(opted_out, 0.0, p)
+            p = np.where(opted_out, -np.expm1(-h), p)
         return np.asarray(p)
 
     def expected_value(self, cust: np.ndarray, channel: np.ndarray, p: np.ndarray) -> np.ndarray:
-        """Expected net value of a send: p x mean order value - channel cost."""
+        """Expected net value of a send: p x mean order value - channel cost (p_convert: the value with contact)."""
         t = self.truth
         return np.asarray(p * t.mean_value[cust] - t.costs[channel])
+
+    def lift(
+        self,
+        cust: np.ndarray,
+        channel: np.ndarray,
+        local_hour: np.ndarray,
+        dow: np.ndarray,
+        message: np.ndarray,
+        sends_7d: np.ndarray,
+        ch_sends_7d: np.ndarray,
+        opted_out: np.ndarray | None = None,
+        *,
+        send_ts: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Expected extra conversions within the attribution window that the contact causes over not
+        contacting: its own response minus the organic conversions it suppresses (negative when that is
+        more); 0 on a closed channel. Expected counts add up over sends, so a policy's lift is their sum."""
+        t = self.truth
+        q = self.p_response(cust, channel, local_hour, dow, message, sends_7d, ch_sends_7d, send_ts=send_ts)
+        if t.organic_rate is not None:
+            s = np.exp(-t.organic_fatigue * np.maximum(0, np.asarray(sends_7d) - t.organic_fatigue_free))
+            rate = self.organic_hazard(cust, send_ts)
+            q = q - t.delivery[channel] * rate * min(t.suppress_days, t.window_days) * (1.0 - s)
+        if opted_out is not None:
+            q = np.where(opted_out, 0.0, q)
+        return np.asarray(q)
+
+    def incremental_value(
+        self,
+        cust: np.ndarray,
+        channel: np.ndarray,
+        send_ts: np.ndarray | None,
+        message: np.ndarray,
+        sends_7d: np.ndarray,
+        ch_sends_7d: np.ndarray,
+        opted_out: np.ndarray | None = None,
+        *,
+        local_hour: np.ndarray | None = None,
+        dow: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Value of the action minus the value of not contacting, minus its cost: `lift` x mean order value -
+        cost, in expected conversion value within the window. "Don't contact" is worth exactly 0 on this scale.
+
+        Local hour and weekday are computed from `send_ts` unless given (then `send_ts` may be None when the
+        truth does not drift). A closed channel (opted_out) lifts nothing: -cost. Without organic conversions
+        this is expected_value(p_convert), as before.
+        """
+        if local_hour is None or dow is None:
+            if send_ts is None:
+                raise ValueError("pass send_ts, or local_hour and dow")
+            shape = np.broadcast(np.asarray(cust), np.asarray(send_ts)).shape
+            hours, days = self.local_hour_dow(
+                np.broadcast_to(cust, shape).ravel(), np.broadcast_to(send_ts, shape).ravel()
+            )
+            local_hour, dow = hours.reshape(shape), days.reshape(shape)
+        lift = self.lift(cust, channel, local_hour, dow, message, sends_7d, ch_sends_7d, opted_out, send_ts=send_ts)
+        t = self.truth
+        return np.asarray(lift * t.mean_value[cust] - t.costs[channel])
 
 
 @dataclass
@@ -251,10 +509,14 @@ class SimConfig:
     end: date = DEFAULT_END
     exploration: float = 0.3
     late_join_share: float = 0.25
-    no_history_share: float = 0.05  # customers who are never contacted (profiles only)
+    no_history_share: float = 0.05  # customers who never appear in any log (profiles only)
+    organic: bool = True  # conversions without contact (False: a send's own conversions only)
+    holdout_share: float = 0.05  # customers never contacted: their decisions are logged as no-sends
+    no_send: float = 0.1  # probability that the logging policy decides not to contact (other customers)
+    drift: bool = False  # conversion rates, channel and time preferences move over the period
 
 
-def _customer_truth(cfg: SimConfig, rng: np.random.Generator) -> Truth:
+def _customer_truth(cfg: SimConfig, rng: np.random.Generator, side: np.random.Generator) -> Truth:
     settings = get_settings()
     channels = list(catalogue().names)
     n, c = cfg.customers, len(channels)
@@ -266,6 +528,23 @@ def _customer_truth(cfg: SimConfig, rng: np.random.Generator) -> Truth:
     affinity[segment == 2] += 0.3  # VIPs engage more everywhere
     peak = np.array(_AGE_PEAK)[age] + rng.normal(0.0, 1.5, size=n)
     mean_value = np.array(_SEG_VALUE)[segment] * rng.lognormal(0.0, 0.25, size=n)
+    organic_rate = persuade = None
+    if cfg.organic:
+        engaged = affinity.mean(axis=1)
+        z = side.normal(0.0, 1.0, size=(2, n))
+        effect = _ORGANIC_SD * z[0] - 0.5 * _ORGANIC_SD**2  # mean 1 on the hazard scale
+        organic_rate = np.array(_SEG_ORGANIC)[segment] * np.exp(effect + _ORGANIC_ENGAGED * (engaged - engaged.mean()))
+        # Sure things: who buys anyway is less moved by a contact (persuadability falls with the organic effect).
+        persuade = _PERSUADE_SD * (-_PERSUADE_RHO * z[0] + np.sqrt(1.0 - _PERSUADE_RHO**2) * z[1])
+    drift: dict[str, Any] = {}
+    if cfg.drift:
+        drift = {
+            "seg_conv_end": np.array(_SEG_CONV) + np.array(_DRIFT_SEG_CONV),
+            "organic_drift": np.array(_DRIFT_SEG_ORGANIC),
+            "affinity_drift": np.outer(_DRIFT_AGE_SCALE, [_DRIFT_CHANNEL.get(ch, 0.0) for ch in channels]),
+            "peak_drift": np.array(_DRIFT_PEAK),
+        }
+    start, end = end_of(cfg.days, cfg.end)
     return Truth(
         channels=channels,
         messages=list(MESSAGES),
@@ -285,6 +564,15 @@ def _customer_truth(cfg: SimConfig, rng: np.random.Generator) -> Truth:
         seg_conv=np.array(_SEG_CONV),
         weekend=np.array(_AGE_WEEKEND),
         costs=np.array([settings.channel_costs.get(ch, 0.0) for ch in channels]),
+        organic_rate=organic_rate,
+        persuade=persuade,
+        organic_fatigue=_ORGANIC_FATIGUE,
+        organic_fatigue_free=_ORGANIC_FATIGUE_FREE,
+        suppress_days=_SUPPRESS_DAYS,
+        window_days=float(settings.attribution_window_days),
+        period=[start.timestamp(), end.timestamp()],
+        drift=cfg.drift,
+        **drift,
     )
 
 
@@ -300,10 +588,24 @@ def _local_table(zones: list[str], start: date, days: int) -> np.ndarray:
     return out
 
 
+_INT_COLS = ("cust", "day", "ch", "hour", "msg", "sends7", "chsends7")
+_BOOL_COLS = ("explore", "delivered", "holdout")
+
+
+def _stack(cols: dict[str, list[np.ndarray]]) -> dict[str, np.ndarray]:
+    """Concatenate per-day pieces (typed empty arrays when there are none)."""
+    out = {}
+    for key, parts in cols.items():
+        dtype = np.int64 if key in _INT_COLS else bool if key in _BOOL_COLS else np.float64
+        out[key] = np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+    return out
+
+
 def simulate(cfg: SimConfig) -> dict[str, Any]:
     """Run the simulation; returns {"touchpoints", "profiles", "decisions": pa.Table, "truth": Truth}."""
     rng = np.random.default_rng(cfg.seed)
-    truth = _customer_truth(cfg, rng)
+    side = np.random.default_rng([cfg.seed, 1])  # organic conversions, no-send decisions
+    truth = _customer_truth(cfg, rng, side)
     oracle = Oracle(truth)
     n, c, m, hn = cfg.customers, len(truth.channels), len(MESSAGES), len(SEND_HOURS)
     start = cfg.end - timedelta(days=cfg.days)
@@ -313,6 +615,7 @@ def simulate(cfg: SimConfig) -> dict[str, Any]:
 
     join_day = np.where(rng.random(n) < cfg.late_join_share, rng.integers(1, max(2, cfg.days), size=n), 0)
     never = rng.random(n) < cfg.no_history_share
+    holdout = (side.random(n) < cfg.holdout_share) & ~never
     cadence = rng.uniform(0.25, 0.7, size=n)  # business-as-usual contact probability per day
     consent = np.ones((n, c), dtype=bool)
     explicit: dict[str, np.ndarray] = {}
@@ -326,7 +629,8 @@ def simulate(cfg: SimConfig) -> dict[str, Any]:
     bau_order = [chan[x] for x in ("email", "push", "sms", "in_app") if x in chan] + list(range(c))
 
     cols: dict[str, list[np.ndarray]] = {k: [] for k in ("cust", "day", "ch", "hour", "msg", "ts", "dec", "prop")}
-    cols |= {"explore": [], "sends7": [], "chsends7": []}
+    cols |= {"explore": [], "sends7": [], "chsends7": [], "delivered": []}
+    quiet: dict[str, list[np.ndarray]] = {k: [] for k in ("cust", "day", "dec", "prop", "holdout")}
     out_cols: dict[str, list[np.ndarray]] = {k: [] for k in ("row", "type", "ts", "value")}
     n_rows = 0
     etype = {t: i for i, t in enumerate(("sent", "delivered", "opened", "clicked", "visited", "converted"))}
@@ -335,7 +639,16 @@ def simulate(cfg: SimConfig) -> dict[str, Any]:
     for d in range(cfg.days):
         allowed = consent & ~opted_out
         n_allowed = allowed.sum(axis=1)
-        active = (join_day <= d) & ~never & (n_allowed > 0) & (rng.random(n) < cadence)
+        decide = (join_day <= d) & ~never & (n_allowed > 0) & (rng.random(n) < cadence)
+        skip = side.random(n) < cfg.no_send
+        for mask, held, p_none in ((decide & holdout, True, 1.0), (decide & ~holdout & skip, False, cfg.no_send)):
+            ii = np.flatnonzero(mask)
+            quiet["cust"].append(ii)
+            quiet["day"].append(np.full(len(ii), d))
+            quiet["dec"].append(local[truth.tz[ii], d, DECISION_HOUR])
+            quiet["prop"].append(np.full(len(ii), p_none))
+            quiet["holdout"].append(np.full(len(ii), held))
+        active = decide & ~holdout & ~skip
         idx = np.flatnonzero(active)
         k = len(idx)
         if k == 0:
@@ -358,7 +671,7 @@ def simulate(cfg: SimConfig) -> dict[str, Any]:
         msg_ = np.where(explore, rand_msg, bau_msg)
         uniform = cfg.exploration / (n_allowed[idx] * hn * m)
         is_bau = (ch_ == bau_ch) & (hour_i == SEND_HOURS.index(BAU_HOUR)) & (msg_ == bau_msg)
-        prop = uniform + np.where(is_bau, 1.0 - cfg.exploration, 0.0)
+        prop = (uniform + np.where(is_bau, 1.0 - cfg.exploration, 0.0)) * (1.0 - cfg.no_send)
         hour = np.array(SEND_HOURS)[hour_i]
         tz = truth.tz[idx]
         ts = local[tz, d, hour] + rng.integers(0, 600, size=k)  # within the first 10 minutes of the hour
@@ -369,7 +682,7 @@ def simulate(cfg: SimConfig) -> dict[str, Any]:
         chsends7 = window[:, np.arange(k), ch_].sum(axis=0)
         lh, dow = oracle.local_hour_dow(idx, ts)
         t = truth
-        eta, p_cv = oracle.terms(idx, ch_, lh, dow, msg_, sends7, chsends7)
+        eta, p_cv = oracle.terms(idx, ch_, lh, dow, msg_, sends7, chsends7, ts)
         delivered = rng.random(k) < t.delivery[ch_]
         opened = delivered & (rng.random(k) < _sigmoid(eta + t.open_offset[ch_]))
         clicked = opened & (rng.random(k) < _sigmoid(eta + t.click_offset))
@@ -411,6 +724,7 @@ def simulate(cfg: SimConfig) -> dict[str, Any]:
             ("explore", explore),
             ("sends7", sends7),
             ("chsends7", chsends7),
+            ("delivered", delivered),
         ):
             cols[key].append(np.asarray(arr))
         n_rows += k
@@ -422,20 +736,72 @@ def simulate(cfg: SimConfig) -> dict[str, Any]:
         opted_out[idx[newly], ch_[newly]] = True
         opt_day[idx[newly], ch_[newly]] = d
 
-    sends = {k: np.concatenate(v) if v else np.array([]) for k, v in cols.items()}
-    events = {k: np.concatenate(v) for k, v in out_cols.items()}
+    sends = _stack(cols)
+    events = {k: np.concatenate(v) if v else np.zeros(0) for k, v in out_cols.items()}
+    events["row"] = events["row"].astype(np.int64)
+    events["type"] = events["type"].astype(np.int8)
+    touchpoints = _touchpoints_table(truth, sends, events, etype)
+    if truth.organic_rate is not None:
+        organic = _organic_conversions(truth, oracle, local, join_day, never, sends, side)
+        touchpoints = pa.concat_tables([touchpoints, _organic_table(truth, organic).cast(touchpoints.schema)])
     return {
         "truth": truth,
-        "decisions": _decisions_table(truth, sends, MESSAGES),
-        "touchpoints": _touchpoints_table(truth, sends, events, etype),
+        "decisions": _decisions_table(truth, sends, MESSAGES, _stack(quiet)),
+        "touchpoints": touchpoints,
         "profiles": _profiles_table(truth, explicit, join_day, cfg),
     }
 
 
+def _organic_conversions(
+    truth: Truth,
+    oracle: Oracle,
+    local: np.ndarray,
+    join_day: np.ndarray,
+    never: np.ndarray,
+    sends: dict[str, np.ndarray],
+    side: np.random.Generator,
+) -> dict[str, np.ndarray]:
+    """Organic conversions: Poisson per customer and day at the hazard of the day (thinned by the suppression
+    of the delivered sends whose attribution window holds them). Only days after joining; never for the
+    customers without history."""
+    n, days = len(truth.customer_ids), local.shape[1]
+    noon = local[:, :, 12][truth.tz]  # [N, D] local noon of each day (drift: the hazard of that instant)
+    hazard = oracle.organic_hazard(np.arange(n)[:, None], noon)
+    hazard = np.where((np.arange(days)[None, :] >= join_day[:, None]) & ~never[:, None], hazard, 0.0)
+    counts = side.poisson(hazard)
+    cust, day = np.nonzero(counts)
+    reps = counts[cust, day]
+    cust, day = np.repeat(cust, reps), np.repeat(day, reps)
+    k = np.arange(len(cust)) - np.repeat(np.cumsum(reps) - reps, reps)  # index within the customer's day
+    hour = side.integers(*ORGANIC_HOURS, size=len(cust))
+    ts = local[truth.tz[cust], day, hour] + side.uniform(0.0, 3600.0, size=len(cust))
+    value = np.round(truth.mean_value[cust] * side.lognormal(-0.08, 0.4, size=len(cust)), 2)
+    keep_draw = side.random(len(cust))
+    # log suppression of each delivered send; a conversion at t is under the sends with t - window <= ts < t.
+    excess = np.maximum(0, sends["sends7"] - truth.organic_fatigue_free) * sends["delivered"]
+    key_span = 1e10  # > any epoch second here: (customer, time) as one sortable float
+    keys = sends["cust"] * key_span + sends["ts"]
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    cum = np.concatenate([[0.0], np.cumsum(-truth.organic_fatigue * excess[order])])
+    at = cust * key_span + ts
+    lo = np.searchsorted(keys, at - min(truth.suppress_days, truth.window_days) * DAY, side="left")
+    hi = np.searchsorted(keys, at, side="left")
+    keep = keep_draw < np.exp(cum[hi] - cum[lo])
+    return {"cust": cust[keep], "day": day[keep], "k": k[keep], "ts": ts[keep], "value": value[keep]}
+
+
 def _decision_ids(sends: dict[str, np.ndarray]) -> np.ndarray:
+    return _day_customer_ids("d", sends["day"], sends["cust"])
+
+
+def _day_customer_ids(prefix: str, day: np.ndarray, cust: np.ndarray) -> np.ndarray:
+    """Ids "<prefix><day:03>-<customer index:06>", one per row (an empty string array for no rows)."""
+    if len(day) == 0:
+        return np.zeros(0, dtype=str)
     return np.char.add(
-        np.char.add("d", np.char.zfill(sends["day"].astype(str), 3)),
-        np.char.add("-", np.char.zfill(sends["cust"].astype(str), 6)),
+        np.char.add(prefix, np.char.zfill(day.astype(str), 3)),
+        np.char.add("-", np.char.zfill(cust.astype(str), 6)),
     )
 
 
@@ -443,9 +809,14 @@ def _ts(values: np.ndarray) -> pa.Array:
     return pa.array((np.asarray(values) * 1e6).astype("int64"), type=pa.timestamp("us", tz="UTC"))
 
 
-def _decisions_table(truth: Truth, sends: dict[str, np.ndarray], messages: tuple[str, ...]) -> pa.Table:
+def _decisions_table(
+    truth: Truth,
+    sends: dict[str, np.ndarray],
+    messages: tuple[str, ...],
+    quiet: dict[str, np.ndarray] | None = None,
+) -> pa.Table:
     ids = np.array(truth.customer_ids)
-    return pa.table(
+    table = pa.table(
         {
             "decision_id": _decision_ids(sends),
             "customer_id": ids[sends["cust"]],
@@ -457,6 +828,24 @@ def _decisions_table(truth: Truth, sends: dict[str, np.ndarray], messages: tuple
             "policy": np.where(sends["explore"], "explore", "logging"),
         }
     )
+    if quiet is None or len(quiet["cust"]) == 0:
+        return table
+    k = len(quiet["cust"])
+    none = pa.table(
+        {
+            "decision_id": _decision_ids(quiet),
+            "customer_id": ids[quiet["cust"]],
+            "decided_at": _ts(quiet["dec"]),
+            "channel": np.full(k, NO_SEND),
+            "send_at": pa.nulls(k, pa.timestamp("us", tz="UTC")),
+            "message_id": pa.nulls(k, pa.string()),
+            "propensity": quiet["prop"],
+            "policy": np.where(quiet["holdout"], "holdout", "logging"),
+        }
+    )
+    both = pa.concat_tables([table.cast(none.schema), none])
+    order = np.lexsort((np.concatenate([sends["cust"], quiet["cust"]]), np.concatenate([sends["day"], quiet["day"]])))
+    return both.take(order).combine_chunks()
 
 
 def _touchpoints_table(
@@ -484,6 +873,31 @@ def _touchpoints_table(
             "decision_id": pa.array(dec, mask=conv),
             "value": value,
             "attributes": attributes,
+        }
+    )
+
+
+def _organic_table(truth: Truth, organic: dict[str, np.ndarray]) -> pa.Table:
+    """Organic conversions as touchpoints, by time: the shop's `converted` events, nothing links them to a send."""
+    order = np.lexsort((organic["cust"], organic["ts"]))
+    cust, day, k = organic["cust"][order], organic["day"][order], organic["k"][order]
+    ids = _day_customer_ids("o", day, cust)
+    if len(ids):
+        ids = np.char.add(np.char.add(np.char.add(ids, "-"), k.astype(str)), "-converted")
+    n = len(order)
+    channel = ORGANIC_CHANNEL if ORGANIC_CHANNEL in truth.channels else truth.channels[0]
+    return pa.table(
+        {
+            "event_id": ids,
+            "customer_id": np.array(truth.customer_ids)[cust],
+            "channel": np.full(n, channel),
+            "event_type": np.full(n, "converted"),
+            "occurred_at": _ts(np.floor(organic["ts"][order] * 1000) / 1000),
+            "campaign_id": pa.nulls(n, pa.string()),
+            "message_id": pa.nulls(n, pa.string()),
+            "decision_id": pa.nulls(n, pa.string()),
+            "value": organic["value"][order],
+            "attributes": np.full(n, "{}"),
         }
     )
 
