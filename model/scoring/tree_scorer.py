@@ -185,7 +185,7 @@ class TreeScorer:
         self.bias = float(self.value[self.tree_root].sum())
         self._scale = 1.0 / self.n_trees if self.average_output and self.n_trees else 1.0
         self._plans: dict[tuple[int, ...], list[_GroupPlan]] = {}
-        self._multi: dict[tuple[tuple[int, ...], tuple[int, ...]], _MultiPlan] = {}
+        self._multi: dict[tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]], _MultiPlan] = {}
         internal = np.flatnonzero(self.feature >= 0)
         if len(internal) and int(self.feature[internal].max()) >= self.n_features:
             raise CompileError("a split uses a feature index beyond the feature list")
@@ -555,7 +555,9 @@ class TreeScorer:
 
     def _multi_plan(self, widths: tuple[int, ...], sizes: tuple[int, ...], plan: list[_GroupPlan]) -> _MultiPlan:
         groups = tuple(g for g, n in enumerate(sizes) if n > 1)
-        key = (widths, tuple(sizes[g] for g in groups))
+        # The tables depend on WHICH groups are multi-valued and on their sizes: (3 channels, 1 slot) and
+        # (1 channel, 3 slots) have the same multi-valued sizes but not the same plan.
+        key = (widths, groups, tuple(sizes[g] for g in groups))
         mp = self._multi.get(key)
         if mp is not None:
             return mp
