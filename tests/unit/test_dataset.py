@@ -15,6 +15,7 @@ from model.domain.catalogue import catalogue
 from model.domain.features import row
 from model.domain.schemas import EVENT_INDEX
 from training import dataset, train
+from training.ope.contexts import candidate_matrix
 from training.simulate import SimConfig, simulate
 
 T0 = datetime(2026, 9, 1, 10, 0, tzinfo=UTC)
@@ -168,7 +169,7 @@ def test_temporal_split_purges_the_window_and_customer_split_separates_customers
 
 
 def test_candidate_grid_uses_the_same_features_as_training_rows() -> None:
-    """A decision's candidate row for the action it logged equals that send's training row."""
+    """A decision's candidate row for the action it logged has that send's slot, channel and message."""
     log = [
         _tp("x1", "a", "email", "sent", T0, message_id="m1"),
         _tp("x1o", "a", "email", "opened", T0 + H),
@@ -208,10 +209,14 @@ def test_candidate_grid_uses_the_same_features_as_training_rows() -> None:
     c, s, m = ctx.logged_channel[k], ctx.logged_slot[k], ctx.logged_message[k]
     assert s >= 0
     assert m >= 0
-    assert ctx.allowed[k, c]
-    grid = dataset.candidate_matrix(ctx, k, ts.levels["message"], ts.layout)
+    assert ctx.allowed[k, c, s, m]
+    grid = candidate_matrix(ctx, k, ts.levels["message"], ts.layout)
     i = ts.meta["send_id"].to_list().index("x2")
-    np.testing.assert_allclose(grid[c, s, m], ts.X[i])
+    # The action's own features are the send's; history features are taken at the decision instant, as serving
+    # takes them at request time (the rules parity test holds the grid equal to serving's).
+    for name in ("local_hour", "local_dow", "message"):
+        assert grid[c, s, m][ts.names.index(name)] == ts.X[i][ts.names.index(name)]
+    assert grid[c, s, m][ts.names.index("channel")] == ts.X[i][ts.names.index("channel")]
 
 
 def test_bad_inputs_say_what_is_wrong() -> None:
@@ -222,7 +227,7 @@ def test_bad_inputs_say_what_is_wrong() -> None:
 
 
 def test_sends_without_logged_decisions_still_get_a_grid() -> None:
-    """No decisions table: held-out sends are evaluated as decided an hour before, propensity unknown."""
+    """No decisions table: held-out sends are evaluated as decided half an hour before, propensity unknown."""
     sim = simulate(SimConfig(customers=150, days=30, seed=6))
     ts = dataset.build(sim["touchpoints"], sim["profiles"], None, max_contexts=40)
     ctx = ts.contexts

@@ -1,44 +1,38 @@
-"""Off-policy estimators and prediction metrics on synthetic data where the truth is known."""
+"""Policy distributions and prediction metrics on synthetic data where the truth is known."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 
-from training.evaluate import _estimate, calibration, gains
+from training.evaluate import calibration, gains
+from training.ope import policies as pol
 
 
-def _logged(n: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Uniform logging over k actions; action a converts with probability means[a] (reward 1)."""
+def _grid(seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
-    means = np.linspace(0.05, 0.5, k)
-    action = rng.integers(0, k, size=n)
-    reward = (rng.random(n) < means[action]).astype(float)
-    return action, reward, np.full(n, 1.0 / k), means
+    ev = rng.normal(-0.5, 1.0, size=(50, 3, 4, 2))
+    allowed = rng.random(ev.shape) < 0.6
+    allowed[0] = False  # nothing allowed: "don't contact" for sure
+    ev[1] = -1.0  # nothing positive: "don't contact" unless exploring
+    return ev, allowed
 
 
-def test_ips_and_snips_recover_the_value_of_a_deterministic_policy() -> None:
-    action, reward, prop, means = _logged(40_000, 8, seed=1)
-    target = 6  # always pick action 6
-    ctx = SimpleNamespace(propensity=prop, reward=reward)
-    res = _estimate((action == target).astype(float), ctx, np.zeros(len(action), dtype=bool))  # type: ignore[arg-type]
-    truth = means[target]
-    assert abs(res["ips"] - truth) < 0.02
-    assert abs(res["snips"] - truth) < 0.02
-    assert res["snips_ci"][0] < truth < res["snips_ci"][1]
-    assert res["ips_ci"][0] < truth < res["ips_ci"][1]
-    worst = _estimate((action == 0).astype(float), ctx, np.zeros(len(action), dtype=bool))  # type: ignore[arg-type]
-    assert worst["snips_ci"][1] < res["snips_ci"][0]  # the estimator separates a bad policy from a good one
-
-
-def test_no_contact_counts_as_known_zero() -> None:
-    action, reward, prop, _ = _logged(1000, 4, seed=2)
-    ctx = SimpleNamespace(propensity=prop, reward=reward)
-    res = _estimate(np.zeros(len(action)), ctx, np.ones(len(action), dtype=bool))  # type: ignore[arg-type]
-    assert res["ips"] == 0.0
-    assert res["snips"] == 0.0
-    assert res["share_no_contact"] == 1.0
+def test_policies_are_distributions_over_the_allowed_grid() -> None:
+    ev, allowed = _grid(1)
+    eps = 0.1
+    for dist in (pol.served(ev, allowed, eps), pol.uniform(allowed), pol.argmax_policy(ev, allowed, allow_none=True)):
+        total = dist.cells.reshape(len(ev), -1).sum(axis=1) + dist.none
+        assert np.allclose(total, 1.0)
+        assert not (dist.cells[~allowed] > 0).any()  # never a candidate the rules removed
+    served = pol.served(ev, allowed, eps)
+    assert served.none[0] == 1.0
+    assert abs(served.none[1] - (1 - eps)) < 1e-12  # no positive value: don't contact, except exploration
+    greedy = pol.argmax_policy(ev, allowed, allow_none=True)
+    # the served policy puts 1 - eps (+ its exploration share) on the greedy cell
+    for i in range(2, len(ev)):
+        if greedy.none[i] == 0:
+            cell = np.unravel_index(int(greedy.cells[i].argmax()), ev.shape[1:])
+            assert served.cells[i][cell] == 1 - eps + eps / allowed[i].sum()
 
 
 def test_calibration_and_gains() -> None:

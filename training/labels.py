@@ -1,0 +1,80 @@
+"""Labels: which send each open, click, visit and conversion is attributed to (within the window)."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from model.domain.aggregate import CLICKED, CONVERTED, OPENED, SENT, VISITED
+
+DAY = 86400.0
+OBJECTIVE_EVENT = {"click": "clicked", "visit": "visited", "conversion": "converted", "value": "converted"}
+
+
+def attribute(tp: pl.DataFrame, window_days: float) -> pl.DataFrame:
+    """Per send: attributed opens, clicks, visits, conversions and conversion value (within the window).
+
+    Opens, clicks and visits go to the customer's latest send strictly before them (last touch). A conversion
+    goes to the send of the latest click or visit strictly before it (last click: the send that brought the
+    customer to the shop) when that send is within the window, else to the latest send before it (last
+    touch). Without the click rule, any send that happens between a click and the conversion it led to (a
+    day later, say) would take the conversion: labels would then reward sending to customers who have just
+    clicked, and earlier send hours, for no causal reason.
+    """
+    window = window_days * DAY
+    sends = (
+        tp.filter(pl.col("ev") == SENT)
+        .select("customer_id", pl.col("event_id").alias("send_id"), pl.col("ts").alias("send_ts"))
+        .sort("send_ts")
+    )
+
+    def last_send(events: pl.DataFrame) -> pl.DataFrame:
+        return (
+            events.sort("ts")
+            .join_asof(
+                sends,
+                left_on="ts",
+                right_on="send_ts",
+                by="customer_id",
+                strategy="backward",
+                allow_exact_matches=False,  # an outcome at the very instant of a send is not caused by it
+                check_sortedness=False,
+            )
+            .filter(pl.col("send_id").is_not_null() & (pl.col("ts") - pl.col("send_ts") <= window))
+        )
+
+    engaged = last_send(
+        tp.filter(pl.col("ev").is_in([OPENED, CLICKED, VISITED])).select("customer_id", "ts", "ev", "value")
+    )
+    clicks = (
+        engaged.filter(pl.col("ev").is_in([CLICKED, VISITED]))
+        .select("customer_id", pl.col("ts").alias("click_ts"), pl.col("send_id").alias("click_send"), "send_ts")
+        .rename({"send_ts": "click_send_ts"})
+        .sort("click_ts")
+    )
+    conversions = (
+        last_send(tp.filter(pl.col("ev") == CONVERTED).select("customer_id", "ts", "ev", "value"))
+        .join_asof(
+            clicks,
+            left_on="ts",
+            right_on="click_ts",
+            by="customer_id",
+            strategy="backward",
+            allow_exact_matches=False,
+            check_sortedness=False,
+        )
+        .with_columns(
+            pl.when(pl.col("click_send").is_not_null() & (pl.col("ts") - pl.col("click_send_ts") <= window))
+            .then(pl.col("click_send"))
+            .otherwise(pl.col("send_id"))
+            .alias("send_id")
+        )
+        .select(engaged.columns)
+    )
+    matched = pl.concat([engaged, conversions])
+    return matched.group_by("send_id").agg(
+        (pl.col("ev") == OPENED).sum().alias("opens"),
+        (pl.col("ev") == CLICKED).sum().alias("clicks"),
+        (pl.col("ev") == VISITED).sum().alias("visits"),
+        (pl.col("ev") == CONVERTED).sum().alias("conversions"),
+        pl.when(pl.col("ev") == CONVERTED).then(pl.col("value")).otherwise(0.0).sum().alias("conv_value"),
+    )

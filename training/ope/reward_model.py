@@ -1,0 +1,137 @@
+"""Nuisance models for off-policy evaluation, cross-fitted on the held-out period (never the evaluated model).
+
+* The reward model q(x, a): LightGBM on the held-out sends' rows (the objective's label), two folds by
+  customer: a decision is scored by the fold model that never saw its customer. Expected net reward of a
+  cell = q x the customer's value estimate - channel cost (as serving values a candidate).
+* The logging channel model: P(logged channel | x) (multiclass, the same two folds), the marginal logging
+  propensity of the channel that MIPS / MDR weight by, and the estimated propensity when the log has none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+
+from training.ope.contexts import Contexts
+from training.split import hash_share
+
+REWARD_PARAMS: dict[str, Any] = {
+    "objective": "binary",
+    "learning_rate": 0.05,
+    "num_leaves": 15,
+    "min_data_in_leaf": 50,
+    "feature_fraction": 0.9,
+    "verbose": -1,
+    "num_threads": 2,
+    "seed": 11,
+}
+REWARD_ROUNDS = 200
+CLIP = 0.01  # estimated channel propensities are clipped below at this value
+
+
+@dataclass
+class Nuisance:
+    q: np.ndarray  # [D, C, S, M] expected net reward of each cell
+    p_channel: np.ndarray  # [D, C] estimated logging probability of each channel
+    channel_logloss: float  # held-out (cross-fitted) multiclass log loss of the channel model
+    channel_calibration: dict[str, list[float]]  # predicted vs observed share of the logged channel, by decile
+
+
+def _folds(customers: list[str]) -> np.ndarray:
+    return (hash_share_list(customers) >= 0.5).astype(np.int64)
+
+
+def hash_share_list(ids: list[str]) -> np.ndarray:
+    import polars as pl
+
+    return hash_share(pl.Series(ids, dtype=pl.String))
+
+
+def fit(
+    ts: Any,
+    ctx: Contexts,
+    grid_scores: Any,
+    costs: np.ndarray,
+) -> Nuisance:
+    """Cross-fitted reward and logging-channel models for the decisions of `ctx`.
+
+    `grid_scores(booster)` scores every cell of every decision with a booster (the evaluation's compiled path).
+    """
+    n_ch = ctx.chan.shape[1]
+    ev_rows = ts.split == "eval"
+    x, y = ts.X[ev_rows], ts.y[ev_rows]
+    row_fold = _folds(ts.meta["customer_id"].to_numpy()[ev_rows].tolist())
+    ctx_fold = _folds(ctx.customer_id)
+    objective = ts.objective
+    params = dict(REWARD_PARAMS)
+    if objective == "value":
+        params["objective"] = "regression"
+    q = np.zeros(ctx.allowed.shape)
+    for k in (0, 1):
+        train = row_fold != k
+        target = ctx_fold == k
+        if not target.any():
+            continue
+        yk = y[train]
+        if len(yk) == 0 or (objective != "value" and len(np.unique(yk > 0)) < 2):
+            rate = float(np.mean(y)) if len(y) else 0.0
+            pred = np.full((int(target.sum()), *ctx.allowed.shape[1:]), rate)
+        else:
+            data = lgb.Dataset(x[train], label=(yk > 0).astype(float) if objective != "value" else yk)
+            booster = lgb.train(params, data, num_boost_round=REWARD_ROUNDS)
+            pred = grid_scores(booster, np.flatnonzero(target))
+        q[target] = pred
+    if objective == "value":
+        q = q - costs[None, :, None, None]
+    else:
+        q = q * ctx.value_hat[:, None, None, None] - costs[None, :, None, None]
+    p_channel, logloss, calib = _channel_model(ctx, ctx_fold, n_ch)
+    return Nuisance(q, p_channel, logloss, calib)
+
+
+def _channel_model(ctx: Contexts, fold: np.ndarray, n_ch: int) -> tuple[np.ndarray, float, dict[str, list[float]]]:
+    sent = ctx.logged_channel >= 0
+    feats = np.hstack([ctx.cust, ctx.consent.astype(np.float32), ctx.engaged.astype(np.float32)])
+    label = ctx.logged_channel
+    out = np.full((len(ctx), n_ch), 1.0 / n_ch)
+    prior = np.bincount(label[sent], minlength=n_ch).astype(np.float64) + 1.0
+    prior /= prior.sum()
+    for k in (0, 1):
+        train, target = sent & (fold != k), fold == k
+        classes = np.unique(label[train])
+        if len(classes) < 2 or train.sum() < 50:
+            out[target] = prior
+            continue
+        params = {
+            "objective": "multiclass",
+            "num_class": n_ch,
+            "learning_rate": 0.1,
+            "num_leaves": 7,
+            "min_data_in_leaf": 30,
+            "verbose": -1,
+            "num_threads": 2,
+            "seed": 5,
+        }
+        booster = lgb.train(params, lgb.Dataset(feats[train], label=label[train]), num_boost_round=60)
+        out[target] = booster.predict(feats[target])
+    out = np.clip(out, CLIP, 1.0)
+    out /= out.sum(axis=1, keepdims=True)
+    if not sent.any():
+        return out, float("nan"), {"predicted": [], "observed": []}
+    p_logged = out[np.flatnonzero(sent), label[sent]]
+    logloss = float(-np.mean(np.log(p_logged)))
+    # Calibration: for every (decision, channel), predicted probability vs whether that channel was logged.
+    pred = out[sent].ravel()
+    obs = (label[sent][:, None] == np.arange(n_ch)[None, :]).ravel().astype(float)
+    edges = np.unique(np.quantile(pred, np.linspace(0, 1, 11)))
+    idx = np.clip(np.searchsorted(edges, pred, side="right") - 1, 0, max(0, len(edges) - 2))
+    calib: dict[str, list[float]] = {"predicted": [], "observed": []}
+    for b in range(max(1, len(edges) - 1)):
+        sel = idx == b
+        if sel.any():
+            calib["predicted"].append(float(pred[sel].mean()))
+            calib["observed"].append(float(obs[sel].mean()))
+    return out, logloss, calib
