@@ -9,7 +9,7 @@ from typing import Annotated
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from model.domain.catalogue import catalogue
-from model.domain.schemas import ID_PATTERN, ChannelName, Id, StrictInt
+from model.domain.schemas import ID_PATTERN, ChannelName, Id, StrictInt, channel_keys
 
 MAX_BATCH = 1000
 MAX_MESSAGES = 20
@@ -37,12 +37,11 @@ class RecommendationRequest(BaseModel):
     channels: list[ChannelName] | None = Field(
         default=None, min_length=1, max_length=64, description="Candidate channels (default: the whole catalogue)."
     )
-    messages: dict[ChannelName, Annotated[list[MessageId], Field(min_length=1, max_length=MAX_MESSAGES)]] | None = (
-        Field(
-            default=None,
-            max_length=64,
-            description="Candidate message ids per channel (default: the model's messages).",
-        )
+    messages: dict[str, Annotated[list[MessageId], Field(min_length=1, max_length=MAX_MESSAGES)]] | None = Field(
+        default=None,
+        max_length=64,
+        description="Candidate message ids per channel (default: the model's messages).",
+        json_schema_extra=channel_keys,
     )
     horizon_hours: StrictInt = Field(
         default=DEFAULT_HORIZON_HOURS, ge=1, le=168, description="Hourly send slots, from the next hour."

@@ -5,29 +5,58 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
+from functools import lru_cache
+from importlib import resources
 from typing import Annotated, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from model.domain.catalogue import catalogue
 from model.domain.settings import get_settings
 
-Id = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@+\-]+$")]
+# Ids: safe characters, never padded with whitespace (rejected, not stripped), and at least one character that is
+# not a dot, so that `.` and `..` (path segments in URLs) are never ids.
+ID_PATTERN = r"^[A-Za-z0-9._:@+\-]*[A-Za-z0-9_:@+\-][A-Za-z0-9._:@+\-]*$"
+Id = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=ID_PATTERN)]
 AttrKey = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")]
 
 
-def _storable(value: float) -> float:
-    """DynamoDB numbers span 1e-130..1e125 with 38 digits: keep attribute numbers well inside."""
+def storable(value: float) -> float:
+    """The one range check of every client-supplied number that reaches DynamoDB (touchpoint values and
+    attributes, profile attributes): finite, and 0 or a magnitude in 1e-100..1e100, well inside DynamoDB's
+    1e-130..1e125 with 38 digits."""
+    if not math.isfinite(value):
+        raise ValueError("number must be finite (no NaN or Infinity)")
     if value != 0 and not 1e-100 <= abs(value) <= 1e100:
         raise ValueError("number out of range: use 0 or a magnitude between 1e-100 and 1e100")
     return value
 
 
+def json_number(value: Any) -> Any:
+    """Strict numbers: `true`/`false` and strings are not numbers (pydantic's lax mode would take them)."""
+    if isinstance(value, bool | str | bytes):
+        raise ValueError("must be a JSON number (true, false and strings are not numbers)")
+    return value
+
+
+StrictNumber = Annotated[float, BeforeValidator(json_number)]
+StrictInt = Annotated[int, BeforeValidator(json_number)]
+StorableNumber = Annotated[float, BeforeValidator(json_number), AfterValidator(storable)]
+
 AttrValue = (
     Annotated[str, StringConstraints(max_length=256)]
-    | Annotated[float, Field(allow_inf_nan=False), AfterValidator(_storable)]
-    | Annotated[int, Field(ge=-(10**18), le=10**18)]
+    | StorableNumber
+    | Annotated[int, Field(ge=-(10**18), le=10**18), BeforeValidator(json_number)]
     | bool
 )
 
@@ -57,29 +86,58 @@ def _check_channel(value: str) -> str:
     return value
 
 
+def _channel_enum(schema: dict[str, Any]) -> None:
+    """OpenAPI: a channel field lists the configured catalogue (read when the schema is generated)."""
+    schema["enum"] = list(catalogue().names)
+
+
+def channel_keys(schema: dict[str, Any]) -> None:
+    """OpenAPI: an object keyed by channel (consent, messages) lists the catalogue as its property names."""
+    schema["propertyNames"] = {"enum": list(catalogue().names)}
+    for variant in schema.get("anyOf", []):  # `... | None`: the object variant
+        if variant.get("type") == "object":
+            variant["propertyNames"] = schema.pop("propertyNames")
+
+
+# A channel name: the OpenAPI schema lists the catalogue; validation names the known channels on a miss.
+ChannelName = Annotated[str, Field(max_length=32, json_schema_extra=_channel_enum), AfterValidator(_check_channel)]
+
+
 def _aware_utc(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("timestamp must include a timezone offset, e.g. 2026-11-23T09:30:00Z")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-14:00 or 0001-01-01T00:00+14:00: no UTC instant exists
+        raise ValueError("timestamp out of range once converted to UTC") from None
+
+
+@lru_cache(maxsize=1)
+def iana_zones() -> frozenset[str]:
+    """The IANA time zone keys (from the tzdata package, a dependency), minus `Factory`. System-only names such as
+    `localtime` or `posixrules` are files of /usr/share/zoneinfo, not zones: ZoneInfo loads them, this refuses them."""
+    try:
+        names = resources.files("tzdata").joinpath("zones").read_text(encoding="utf-8").split()
+    except (ModuleNotFoundError, FileNotFoundError):  # pragma: no cover - tzdata is a dependency
+        names = sorted(available_timezones() - {"localtime", "posixrules", "posix", "right"})
+    return frozenset(names) - {"Factory"}
 
 
 class Touchpoint(BaseModel):
     """One customer touchpoint sent by a marketing system (ESP, SMS gateway, tracker, store)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     event_id: Id = Field(description="Client-supplied idempotency key: the same id twice stores one item.")
     customer_id: Id
-    channel: str = Field(max_length=32)
+    channel: ChannelName
     event_type: EventType
     occurred_at: datetime = Field(description="ISO-8601 with a timezone offset; naive timestamps are rejected.")
     campaign_id: Id | None = None
     message_id: Id | None = None
     decision_id: Id | None = Field(default=None, description="The recommendation that chose this send.")
-    value: float = Field(default=0.0, ge=0, le=1e9, description="Revenue of a conversion (>= 0).")
+    value: StrictNumber = Field(default=0.0, ge=0, le=1e9, description="Revenue of a conversion (>= 0).")
     attributes: dict[AttrKey, AttrValue] = Field(default_factory=dict, max_length=20)
-
-    _channel = field_validator("channel")(_check_channel)
 
     @field_validator("occurred_at", mode="after")
     @classmethod
@@ -94,9 +152,7 @@ class Touchpoint(BaseModel):
     @field_validator("value")
     @classmethod
     def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError("value must be a finite number")
-        return _storable(value)
+        return storable(value)
 
 
 class QuietHours(BaseModel):
@@ -104,8 +160,17 @@ class QuietHours(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    start: time
-    end: time
+    start: time = Field(description="Local wall-clock time HH:MM, without a timezone suffix.")
+    end: time = Field(description="Local wall-clock time HH:MM, without a timezone suffix.")
+
+    @field_validator("start", "end")
+    @classmethod
+    def _naive(cls, value: time) -> time:
+        # Quiet hours are read in the profile's time zone: an offset ("21:00Z", "21:00+02:00") would be a second,
+        # contradicting zone, and aware and naive times cannot be compared. Refused, not silently dropped.
+        if value.tzinfo is not None:
+            raise ValueError("quiet hours are local times (HH:MM) in the profile's time zone: no 'Z' or offset")
+        return value
 
     def contains(self, local: time) -> bool:
         local = local.replace(tzinfo=None)
@@ -130,13 +195,19 @@ class Profile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     timezone: str = Field(default="UTC", max_length=64, description="IANA time zone, e.g. Europe/Paris.")
-    consent: dict[str, bool] = Field(default_factory=dict, description="Per-channel consent.")
+    consent: dict[str, bool] = Field(
+        default_factory=dict, description="Per-channel consent.", json_schema_extra=channel_keys
+    )
     quiet_hours: QuietHours | None = Field(default=None, description="Defaults to the configured window.")
-    attributes: dict[str, str | float] = Field(default_factory=dict, max_length=64)
+    attributes: dict[str, Annotated[str, StringConstraints(max_length=256)] | StorableNumber] = Field(
+        default_factory=dict, max_length=64
+    )
 
     @field_validator("timezone")
     @classmethod
     def _timezone(cls, value: str) -> str:
+        if value not in iana_zones():
+            raise ValueError(f"unknown IANA time zone {value!r}")
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
@@ -162,6 +233,8 @@ class Profile(BaseModel):
                     raise ValueError(f"attribute {name!r} must be a finite number")
             elif not isinstance(val, str):
                 raise ValueError(f"attribute {name!r} must be a string (one of {spec.levels})")
+            elif spec.levels and val not in spec.levels:
+                raise ValueError(f"attribute {name!r} must be one of {', '.join(spec.levels)}; got {val!r}")
         return self
 
     def zone(self) -> ZoneInfo:
