@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import typer
 
-from nbc.commands import demo, serve, training
+from nbc.commands import data, demo, serve, training
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 # Each group lives in nbc/commands/; this file only gathers them under one name.
-for sub in (training.app, serve.app):
+for sub in (training.app, data.app, serve.app):
     app.registered_commands.extend(sub.registered_commands)
 app.command("demo")(demo.demo)
 

@@ -1,12 +1,29 @@
-"""Settings from the environment (prefix ``NBC_``): names, endpoints and business rules, never hard-coded."""
+"""Settings from the environment (prefix ``NBC_``) and TOML files: names, endpoints and business rules.
+
+Configuration files (``NBC_CONFIG``: TOML paths separated by ``os.pathsep``; default ``./nbc.toml`` when present)
+declare what the environment would otherwise have to spell as JSON, and environment variables override them::
+
+    [channels]              # channels added to the catalogue (or re-priced), with the cost of one contact
+    mobile_call = 2.5
+    [attributes]            # customer attributes the model may use: "numeric", "categorical" or a table
+    age = "numeric"
+    job = { kind = "categorical", levels = ["admin", "technician"] }
+    attribution_window_days = 14    # any other top-level key is a setting of the same name
+
+A data folder written by ``nbc import`` carries such a file (``DIR/nbc.toml``); ``nbc train`` reads it.
+"""
 
 from __future__ import annotations
 
+import os
+import tomllib
 from functools import lru_cache
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULT_CHANNELS = ("email", "sms", "push", "in_app", "web", "direct_mail", "call_center", "paid_social")
 # Cost of one contact, in the same currency as conversion value.
@@ -46,8 +63,85 @@ class Caps(BaseModel):
     total_week: int = Field(default=6, ge=0)
 
 
+CONFIG_ENV = "NBC_CONFIG"
+
+
+def config_files() -> list[Path]:
+    """The TOML configuration files in force: ``NBC_CONFIG`` (``os.pathsep``-separated), else ./nbc.toml if any."""
+    raw = os.environ.get(CONFIG_ENV)
+    if raw is None:
+        return [Path("nbc.toml")] if Path("nbc.toml").is_file() else []
+    return [Path(p) for p in raw.split(os.pathsep) if p]
+
+
+def _attribute(name: str, spec: Any) -> AttributeSpec:
+    doc = {"kind": spec} if isinstance(spec, str) else dict(spec)
+    return AttributeSpec.model_validate({"name": name, **doc})
+
+
+def read_config(paths: list[Path]) -> dict[str, Any]:
+    """Settings values declared by TOML files, in order: [channels] and [attributes] add to the defaults (a later
+    declaration of the same name wins), other top-level keys are settings of that name."""
+    out: dict[str, Any] = {}
+    channels, costs = list(DEFAULT_CHANNELS), dict(DEFAULT_COSTS)
+    attributes = {a.name: a for a in DEFAULT_ATTRIBUTES}
+    declared = False
+    for path in paths:
+        try:
+            doc = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as err:
+            raise ValueError(f"configuration file {path}: {err}") from None
+        for name, cost in (doc.pop("channels", None) or {}).items():
+            channels += [] if name in channels else [name]
+            costs[name] = float(cost)
+            declared = True
+        for name, spec in (doc.pop("attributes", None) or {}).items():
+            attributes[name] = _attribute(name, spec)
+            declared = True
+        out.update(doc)
+    if declared:
+        out.update(channels=tuple(channels), channel_costs=costs, profile_attributes=list(attributes.values()))
+    return out
+
+
+class _ConfigFiles(PydanticBaseSettingsSource):
+    """The TOML files of `config_files()` as a settings source (below the environment)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return read_config(config_files())
+
+
+def use_config(path: str | Path) -> None:
+    """Add a configuration file for this process (after those in force) and re-read settings and catalogue."""
+    files = [str(p) for p in config_files() if str(p) != str(path)] + [str(path)]
+    os.environ[CONFIG_ENV] = os.pathsep.join(files)
+    reload_settings()
+
+
+def reload_settings() -> None:
+    """Forget cached settings and the channel catalogue built from them."""
+    from model.domain.catalogue import catalogue  # the catalogue imports this module
+
+    get_settings.cache_clear()
+    catalogue.cache_clear()
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="NBC_", env_nested_delimiter="__", extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, dotenv_settings, _ConfigFiles(settings_cls), file_secret_settings
 
     # AWS wiring: the same code talks to moto on 127.0.0.1 locally and to AWS in the cloud.
     table_name: str = "nbc"

@@ -1,0 +1,642 @@
+"""`nbc import`: sources -> DIR/{touchpoints,profiles,decisions}.parquet + DIR/quality.json + DIR/nbc.toml.
+
+Per batch (bounded, see readers.py): the mapping is applied column-wise in polars (rename, [values.*],
+[constants], [[derive]] rules); then every touchpoint is validated by the online `Touchpoint` model itself (the
+one definition of a valid touchpoint, shared with the HTTP API) and written at once with a Parquet writer.
+Profiles are validated by the online `Profile` model; an attribute it refuses is removed and counted, the rest
+of the profile is kept. What is left in memory across batches grows with distinct event ids (duplicates),
+customers and profile attributes, never with the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import re
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import TypeAdapter, ValidationError
+
+from model.domain.schemas import Id, Profile, Touchpoint
+from model.domain.settings import reload_settings, use_config
+from training.importer import mapping as mapping_mod
+from training.importer import quality as quality_mod
+from training.importer import readers
+from training.importer.mapping import TOUCHPOINT_COLUMNS, Derive, Mapping
+from training.importer.quality import Quality
+from training.sources import DECISION_FIELDS, PROFILE_FIELDS, SourceError
+
+TOUCHPOINT_SCHEMA = pa.schema(
+    [
+        ("event_id", pa.string()),
+        ("customer_id", pa.string()),
+        ("channel", pa.string()),
+        ("event_type", pa.string()),
+        ("occurred_at", pa.timestamp("us", tz="UTC")),
+        ("campaign_id", pa.string()),
+        ("message_id", pa.string()),
+        ("decision_id", pa.string()),
+        ("value", pa.float64()),
+        ("attributes", pa.string()),
+    ]
+)
+PROFILE_SCHEMA = pa.schema([(f, pa.string()) for f in PROFILE_FIELDS])
+MAX_LEVELS = 64  # levels kept per categorical attribute (the most frequent; others encode as unknown)
+# A touchpoint the schema refuses is counted once, under its first failing field in this order.
+PRIORITY = (
+    "customer_id",
+    "occurred_at",
+    "channel",
+    "event_type",
+    "event_id",
+    "value",
+    "campaign_id",
+    "message_id",
+    "decision_id",
+    "attributes",
+)
+_CUSTOMER_ID: TypeAdapter[str] = TypeAdapter(Id)
+Progress = Callable[[int, int], None]  # (rows read, rows kept)
+
+
+@dataclass
+class Options:
+    out: Path
+    mapping: Mapping | None = None
+    as_of: datetime | None = None
+    strict: bool = False
+    progress: Progress | None = None
+
+
+@dataclass
+class ImportResult:
+    out: Path
+    quality: dict[str, Any]
+    ok: bool  # False: --strict and something was dropped (only quality.json was written)
+    seconds: float = 0.0
+    files: dict[str, int] = field(default_factory=dict)  # file -> rows written
+
+
+class _BadTimeError(ValueError):
+    pass
+
+
+def parse_time(raw: Any, zone: ZoneInfo | None, fmt: str | None) -> datetime:
+    """A source timestamp as a datetime: aware when it says its offset or the mapping gives a time zone."""
+    try:
+        if isinstance(raw, datetime):
+            dt = raw
+        elif isinstance(raw, date):
+            dt = datetime(raw.year, raw.month, raw.day)
+        elif fmt in ("epoch_s", "epoch_ms"):
+            dt = datetime.fromtimestamp(float(raw) / (1000.0 if fmt == "epoch_ms" else 1.0), UTC)
+        elif isinstance(raw, int | float):
+            raise _BadTimeError(f"{raw!r} is a number: set timestamp_format = 'epoch_s' or 'epoch_ms' in the mapping")
+        elif fmt:
+            dt = datetime.strptime(str(raw).strip(), fmt)
+        else:
+            dt = datetime.fromisoformat(str(raw).strip())
+    except (ValueError, OverflowError, OSError) as err:
+        if isinstance(err, _BadTimeError):
+            raise
+        raise _BadTimeError(f"{str(raw)[:40]!r} is not a timestamp ({fmt or 'ISO 8601'})") from None
+    if dt.tzinfo is None and zone is not None:
+        dt = dt.replace(tzinfo=zone)
+    return dt
+
+
+def parse_as_of(text: str, timezone: str | None = None) -> datetime:
+    """--as-of: an ISO 8601 date or time; without an offset, in `timezone` (the mapping's) or UTC."""
+    try:
+        dt = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise SourceError(
+            f"--as-of {text!r}: use an ISO 8601 date or time, e.g. 2026-05-31 or 2026-05-31T23:59:59Z"
+        ) from None
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=ZoneInfo(timezone or "UTC"))
+
+
+def event_id(parts: tuple[Any, ...]) -> str:
+    """A deterministic id from a touchpoint's identifying fields: the same row imported twice is one event."""
+    text = "\x1f".join("" if p is None else str(p) for p in parts)
+    return "h" + hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
+
+
+def _reason(err: ValidationError) -> tuple[str, str, str]:
+    """(reason, field, message) of the first failing field in PRIORITY order."""
+    by_field = {str(e["loc"][0]): e for e in err.errors() if e.get("loc")}
+    for fld in (*PRIORITY, *by_field):
+        e = by_field.get(fld)
+        if e is None:
+            continue
+        msg = str(e.get("msg", "invalid"))
+        missing = e.get("type") == "missing"
+        if fld == "customer_id":
+            reason = "missing_customer" if missing else "bad_customer_id"
+        elif fld == "occurred_at":
+            reason = "missing_timestamp" if missing else "naive_timestamp" if "offset" in msg else "bad_timestamp"
+        elif fld == "channel":
+            reason = "missing_channel" if missing else "unknown_channel"
+        elif fld == "event_type":
+            reason = "missing_event_type" if missing else "unknown_event_type"
+        else:
+            reason = f"bad_{fld}"
+        return reason, fld, f"{fld}: {msg}"
+    return "invalid", "", str(err).splitlines()[0]
+
+
+class Importer:
+    def __init__(self, mapping: Mapping, quality: Quality, out: Path, as_of: float | None) -> None:
+        self.m = mapping
+        self.q = quality
+        self.as_of = as_of
+        self.zone = ZoneInfo(mapping.timezone) if mapping.timezone else None
+        self.seen: set[str] = set()
+        self.tp_path = out / ".touchpoints.parquet.part"
+        self.tp_writer: pq.ParquetWriter | None = None
+        self.dec_path = out / ".decisions.parquet.part"
+        self.dec_writer: pq.ParquetWriter | None = None
+        self.profiles: dict[str, dict[str, Any]] = {}  # customer -> Profile fields (attributes: raw values)
+        self.required_seen: dict[str, bool] = {}
+        self.first_row = 0  # of the batch being read
+        self.progress: Progress | None = None
+
+    # --- touchpoints ---------------------------------------------------------------------------------------
+
+    def _value_expr(self, rule: Derive | None, df: pl.DataFrame) -> pl.Expr:
+        if rule is not None and isinstance(rule.value, float):
+            return pl.lit(rule.value)
+        if rule is not None and isinstance(rule.value, str):
+            return pl.col(rule.value) if rule.value in df.columns else pl.lit(None)
+        if rule is not None and rule.event_type != "converted":
+            return pl.lit(None)
+        return self._field("value", df)
+
+    def _field(self, fld: str, df: pl.DataFrame) -> pl.Expr:
+        src = self.m.columns.get(fld)
+        if src is not None and src in df.columns:
+            expr = pl.col(src)
+        elif fld in self.m.constants:
+            expr = pl.lit(self.m.constants[fld])
+        else:
+            expr = pl.lit(None, dtype=pl.String)
+        if fld in self.m.values:
+            expr = expr.cast(pl.String).replace(self.m.values[fld])
+        return expr
+
+    def _project(self, df: pl.DataFrame, first_row: int, rule: Derive | None) -> pl.DataFrame:
+        rows = pl.int_range(first_row, first_row + df.height, dtype=pl.Int64, eager=True).alias("_row")
+        df = df.with_columns(rows)
+        if rule is not None and rule.when_column is not None:
+            col = pl.col(rule.when_column).cast(pl.String) if rule.when_column in df.columns else pl.lit(None)
+            cond = pl.lit(True)
+            if rule.when_in:
+                cond = cond & col.is_in(list(rule.when_in))
+            if rule.when_not_in:
+                cond = cond & ~col.is_in(list(rule.when_not_in)).fill_null(False)
+            df = df.filter(cond.fill_null(False))
+        exprs = []
+        for fld in TOUCHPOINT_COLUMNS:
+            if fld == "value":
+                expr = self._value_expr(rule, df)
+            elif rule is not None and fld == "event_type":
+                expr = pl.lit(rule.event_type)
+            elif rule is not None and fld == "channel" and rule.channel:
+                expr = pl.lit(rule.channel)
+            else:
+                expr = self._field(fld, df)
+            exprs.append(expr.alias(fld))
+        out = df.select(*exprs, "_row")
+        # An empty string is a missing value, whatever the format (the CSV reader already reads it so).
+        text = [c for c, t in out.schema.items() if t == pl.String]
+        return out.with_columns(pl.when(pl.col(c) != "").then(pl.col(c)).alias(c) for c in text)
+
+    def touchpoints(self, batch: readers.Batch, source: str) -> None:
+        df = batch.frame
+        self.first_row = batch.first_row
+        self.q.rows_read += df.height + len(batch.unreadable)
+        for text, msg in batch.unreadable:
+            self.q.touchpoints += 1
+            self.q.drop("unreadable_row", {"source": source, "raw": text, "error": msg})
+        for src, _fld in self.m.required_columns().items():
+            if src in df.columns and not self.required_seen.get(src):
+                self.required_seen[src] = bool(df[src].is_not_null().any())
+        rules: list[Derive | None] = list(self.m.derive) or [None]
+        for k, rule in enumerate(rules):
+            projected = self._project(df, batch.first_row, rule)
+            suffix = None
+            if rule is not None:
+                same = sum(r is not None and r.event_type == rule.event_type for r in rules) > 1
+                suffix = f"{rule.event_type}.{k}" if same else rule.event_type
+            self._validate(projected, df, source, rule, suffix)
+        if self.m.attributes or "timezone" in self.m.columns:
+            self._collect_profiles(df)
+
+    def _validate(
+        self, frame: pl.DataFrame, raw: pl.DataFrame, source: str, rule: Derive | None, suffix: str | None
+    ) -> None:
+        out: dict[str, list[Any]] = {f: [] for f in TOUCHPOINT_SCHEMA.names}
+        zone, fmt = self.zone, self.m.timestamp_format
+        offset = timedelta(seconds=rule.offset_seconds) if rule is not None and rule.offset_seconds else None
+        as_of, seen, q = self.as_of, self.seen, self.q
+        q.touchpoints += frame.height
+        for eid, cid, ch, et, ts, camp, msg, dec, val, attrs, row in frame.iter_rows():
+            doc: dict[str, Any] = {"customer_id": cid, "channel": ch, "event_type": et}
+            try:
+                when = None if ts is None else parse_time(ts, zone, fmt)
+            except _BadTimeError as err:
+                q.drop("bad_timestamp", self._example(raw, row, source, f"occurred_at: {err}"))
+                continue
+            if when is not None and offset is not None:
+                when = (when.astimezone(UTC) if when.tzinfo else when) + offset
+            doc["occurred_at"] = when
+            if isinstance(val, str):  # a number written as text (CSV): the schema then checks the number
+                with contextlib.suppress(ValueError):
+                    val = float(val)
+            for key, v in (("campaign_id", camp), ("message_id", msg), ("decision_id", dec), ("value", val)):
+                if v is not None:
+                    doc[key] = v
+            if attrs is not None:
+                try:
+                    doc["attributes"] = json.loads(attrs) if isinstance(attrs, str) else attrs
+                except ValueError:
+                    q.drop("bad_attributes", self._example(raw, row, source, "attributes: not a JSON object"))
+                    continue
+            if eid is None:
+                stamp = when.astimezone(UTC).isoformat() if when is not None and when.tzinfo else when
+                eid = event_id((cid, ch, et, stamp, camp, msg, dec, val))
+            elif suffix is not None:
+                eid = f"{eid}.{suffix}"
+            doc["event_id"] = eid
+            doc = {k: v for k, v in doc.items() if v is not None}
+            try:
+                tp = Touchpoint.model_validate(doc)
+            except ValidationError as err:
+                reason, fld, message = _reason(err)
+                q.drop(reason, self._example(raw, row, source, message))
+                if reason in ("unknown_channel", "unknown_event_type"):
+                    q.unknown(fld, doc.get(fld))
+                continue
+            ts_utc = tp.occurred_at
+            if as_of is not None and ts_utc.timestamp() > as_of:
+                q.drop("after_as_of", self._example(raw, row, source, f"occurred_at {ts_utc.isoformat()} > as-of"))
+                continue
+            if tp.event_id in seen:
+                q.drop("duplicate_event_id", self._example(raw, row, source, f"event_id {tp.event_id} seen before"))
+                continue
+            seen.add(tp.event_id)
+            out["event_id"].append(tp.event_id)
+            out["customer_id"].append(tp.customer_id)
+            out["channel"].append(tp.channel)
+            out["event_type"].append(tp.event_type.value)
+            out["occurred_at"].append(ts_utc)
+            out["campaign_id"].append(tp.campaign_id)
+            out["message_id"].append(tp.message_id)
+            out["decision_id"].append(tp.decision_id)
+            out["value"].append(tp.value)
+            out["attributes"].append(json.dumps(tp.attributes) if tp.attributes else None)
+        if out["event_id"]:
+            self._write_touchpoints(pa.Table.from_pydict(out, schema=TOUCHPOINT_SCHEMA))
+
+    def _example(self, raw: pl.DataFrame, row: int, source: str, error: str) -> dict[str, Any]:
+        """The source row as read (row: 1-based among the file's data rows), with what was wrong."""
+        at = row - self.first_row
+        values = raw.row(at, named=True) if 0 <= at < raw.height else {}
+        return {"source": source, "row": row + 1, "values": _shown(values), "error": error}
+
+    def _write_touchpoints(self, table: pa.Table) -> None:
+        if self.tp_writer is None:
+            self.tp_writer = pq.ParquetWriter(self.tp_path, TOUCHPOINT_SCHEMA, compression="zstd")
+        self.tp_writer.write_table(table)
+        frame = pl.from_arrow(table)
+        assert isinstance(frame, pl.DataFrame)
+        stamps = frame["occurred_at"].dt.epoch("us")
+        self.q.rows_kept += frame.height
+        self.q.kept(
+            float(stamps.min()) / 1e6,  # type: ignore[arg-type]
+            float(stamps.max()) / 1e6,  # type: ignore[arg-type]
+            frame["customer_id"].unique().to_list(),
+            Counter(dict(frame["event_type"].value_counts().iter_rows())),
+            Counter(dict(frame["channel"].value_counts().iter_rows())),
+        )
+        if self.progress is not None:
+            self.progress(self.q.rows_read, self.q.rows_kept)
+
+    # --- profiles ------------------------------------------------------------------------------------------
+
+    def _collect_profiles(self, df: pl.DataFrame) -> None:
+        """The latest non-empty value of each mapped attribute (and time zone) per customer."""
+        cid = self.m.columns.get("customer_id")
+        if cid is None or cid not in df.columns:
+            return
+        cols = {a.name: a.column for a in self.m.attributes if a.column in df.columns}
+        tz_col = self.m.columns.get("timezone")
+        exprs = [pl.col(c).drop_nulls().last().alias(f"a:{n}") for n, c in cols.items()]
+        if tz_col is not None and tz_col in df.columns:
+            exprs.append(pl.col(tz_col).drop_nulls().last().alias("timezone"))
+        if not exprs:
+            return
+        grouped = df.filter(pl.col(cid).is_not_null()).group_by(cid, maintain_order=True).agg(exprs)
+        for rec in grouped.iter_rows(named=True):
+            prof = self.profiles.setdefault(str(rec[cid]), {})
+            attrs = prof.setdefault("attributes", {})
+            for key, val in rec.items():
+                if val is None or key == cid:
+                    continue
+                if key == "timezone":
+                    prof["timezone"] = str(val)
+                else:
+                    attrs[key[2:]] = val
+
+    def profile_rows(self, batch: readers.Batch, source: str) -> None:
+        """A profiles file in the project's shape: customer_id + Profile fields (JSON text or values)."""
+        for rec in batch.frame.iter_rows(named=True):
+            cid = rec.get("customer_id")
+            if cid is None:
+                self.q.drop("missing_customer", {"source": source, "values": _shown(rec), "error": "no customer_id"})
+                continue
+            prof = self.profiles.setdefault(str(cid), {})
+            for fld in ("timezone", "consent", "quiet_hours", "attributes"):
+                val = rec.get(fld)
+                if val is None:
+                    continue
+                if fld != "timezone" and isinstance(val, str):
+                    try:
+                        val = json.loads(val)
+                    except ValueError:
+                        self.q.drop(f"bad_{fld}", {"source": source, "values": _shown(rec), "error": "not JSON"})
+                        continue
+                if fld == "attributes" and isinstance(val, dict):
+                    prof.setdefault("attributes", {}).update(val)
+                else:
+                    prof[fld] = val
+
+    def finish_profiles(self) -> tuple[pa.Table | None, dict[str, list[str]]]:
+        """Validate every profile with the online model; drop (and count) only what it refuses."""
+        kinds = {a.name: a.kind for a in self.m.attributes}
+        levels: dict[str, Counter[str]] = {n: Counter() for n, k in kinds.items() if k == "categorical"}
+        rows: dict[str, list[Any]] = {f: [] for f in PROFILE_SCHEMA.names}
+        for cid, doc in self.profiles.items():
+            try:
+                _CUSTOMER_ID.validate_python(cid)
+            except ValidationError as err:
+                self.q.drop("bad_customer_id", {"customer_id": cid, "error": err.errors()[0]["msg"]}, 1)
+                continue
+            attrs = {}
+            for name, val in (doc.get("attributes") or {}).items():
+                if kinds.get(name) == "numeric" and isinstance(val, str):
+                    try:
+                        val = float(val)
+                    except ValueError:
+                        self._attr_drop("bad_attribute", cid, name, val, "not a number")
+                        continue
+                elif kinds.get(name) == "categorical" and not isinstance(val, str):
+                    val = str(val)
+                attrs[name] = val
+            profile = self._profile(cid, {**doc, "attributes": attrs})
+            if profile is None:
+                continue
+            for name, val in profile.attributes.items():
+                if name in levels:
+                    levels[name][str(val)] += 1
+            self.q.profile_attributes += len(profile.attributes)
+            dumped = profile.model_dump(mode="json", exclude_none=True)
+            rows["customer_id"].append(cid)
+            rows["timezone"].append(profile.timezone)
+            rows["consent"].append(json.dumps(dumped["consent"]) if profile.consent else None)
+            rows["quiet_hours"].append(json.dumps(dumped["quiet_hours"]) if profile.quiet_hours else None)
+            rows["attributes"].append(json.dumps(dumped["attributes"]) if profile.attributes else None)
+        self.q.profiles = len(rows["customer_id"])
+        found = {
+            n: [v for v, _ in sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_LEVELS]] for n, c in levels.items()
+        }
+        table = pa.Table.from_pydict(rows, schema=PROFILE_SCHEMA) if rows["customer_id"] else None
+        return table, found
+
+    def _attr_drop(self, reason: str, cid: str, name: str, val: Any, msg: str) -> None:
+        example = {"customer_id": cid, "attribute": name, "value": _plain(val), "error": msg}
+        self.q.drop(reason, example)
+
+    def _profile(self, cid: str, doc: dict[str, Any]) -> Profile | None:
+        doc = {k: v for k, v in doc.items() if v is not None and (k != "attributes" or v)}
+        try:
+            return Profile.model_validate(doc)
+        except ValidationError:
+            pass
+        # Find what the model refuses, one field (and one attribute) at a time, and keep the rest.
+        for fld in ("timezone", "consent", "quiet_hours"):
+            if fld in doc:
+                try:
+                    Profile.model_validate({fld: doc[fld]})
+                except ValidationError as err:
+                    self.q.drop(f"bad_{fld}", {"customer_id": cid, "value": _plain(doc[fld]), "error": _first(err)})
+                    del doc[fld]
+        attrs = dict(doc.get("attributes") or {})
+        for name, val in list(attrs.items()):
+            try:
+                Profile.model_validate({"attributes": {name: val}})
+            except ValidationError as err:
+                msg = _first(err)
+                self._attr_drop(
+                    "undeclared_attribute" if "not declared" in msg else "bad_attribute", cid, name, val, msg
+                )
+                del attrs[name]
+        doc["attributes"] = attrs
+        try:
+            return Profile.model_validate(doc)
+        except ValidationError as err:
+            self.q.drop("bad_profile", {"customer_id": cid, "error": _first(err)})
+            return None
+
+    # --- decisions -----------------------------------------------------------------------------------------
+
+    def decision_rows(self, batch: readers.Batch, source: str) -> None:
+        df = batch.frame
+        self.q.rows_read += df.height
+        for text, msg in batch.unreadable:
+            self.q.drop("unreadable_decision", {"source": source, "raw": text, "error": msg})
+        if "decision_id" not in df.columns:
+            raise SourceError(f"{source}: a decisions file needs a decision_id column")
+        missing = df.filter(pl.col("decision_id").is_null())
+        if missing.height:
+            self.q.drop(
+                "missing_decision_id", {"source": source, "values": _shown(missing.row(0, named=True))}, missing.height
+            )
+        df = df.filter(pl.col("decision_id").is_not_null())
+        cols = [pl.col(c).cast(pl.Float64) if c == "propensity" else pl.col(c).cast(pl.String) for c in df.columns]
+        table = df.select(cols).to_arrow()
+        schema = pa.schema([(f, pa.float64() if f == "propensity" else pa.string()) for f in DECISION_FIELDS])
+        full = pa.table(
+            {
+                f: table[f] if f in table.column_names else pa.nulls(table.num_rows, schema.field(f).type)
+                for f in DECISION_FIELDS
+            },
+            schema=schema,
+        )
+        if self.dec_writer is None:
+            self.dec_writer = pq.ParquetWriter(self.dec_path, schema, compression="zstd")
+        self.dec_writer.write_table(full)
+        self.q.decisions += full.num_rows
+
+    def close(self) -> None:
+        for w in (self.tp_writer, self.dec_writer):
+            if w is not None:
+                w.close()
+
+
+def _first(err: ValidationError) -> str:
+    e = err.errors()[0]
+    loc = ".".join(str(p) for p in e.get("loc", ()))
+    return f"{loc}: {e['msg']}" if loc else str(e["msg"])
+
+
+def _plain(val: Any) -> Any:
+    return val if isinstance(val, int | float | bool | str) or val is None else json.dumps(val, default=str)
+
+
+def _shown(rec: dict[str, Any]) -> dict[str, Any]:
+    return {k: _plain(v) for k, v in rec.items()}
+
+
+# --- the command -----------------------------------------------------------------------------------------
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(float(value)) if math.isfinite(float(value)) else "0.0"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))
+
+
+def _toml_key(name: str) -> str:
+    return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else json.dumps(name)
+
+
+def declarations_toml(channels: dict[str, float], attributes: dict[str, dict[str, Any]]) -> str:
+    """DIR/nbc.toml: the channels and attributes this data declares (read by `nbc train`; copy them into the
+    configuration that serves the model)."""
+    lines = ["# Written by `nbc import`: what this data declares. `nbc train --source DIR` reads it.", ""]
+    if channels:
+        lines += ["[channels]", *(f"{_toml_key(n)} = {_toml_value(c)}" for n, c in channels.items()), ""]
+    if attributes:
+        lines.append("[attributes]")
+        for name, spec in attributes.items():
+            inner = ", ".join(f"{k} = {_toml_value(v)}" for k, v in spec.items() if v or k == "kind")
+            lines.append(f"{name} = {{ {inner} }}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _wanted(role: str, m: Mapping, explicit: bool) -> list[str]:
+    if role == "profiles":
+        return list(PROFILE_FIELDS)
+    if role == "decisions":
+        return list(DECISION_FIELDS)
+    return m.source_columns() if explicit else list(TOUCHPOINT_COLUMNS)
+
+
+def _check_columns(sf: readers.SourceFile, m: Mapping, names: list[str] | None) -> None:
+    if names is None:
+        return
+    missing = {src: fld for src, fld in m.required_columns().items() if src not in names}
+    if missing:
+        listed = ", ".join(f"{src} ({fld})" for src, fld in missing.items())
+        raise SourceError(
+            f"{sf.uri} lacks column(s) {listed}; it has: {', '.join(names[:30])}. "
+            'Map your columns with --mapping FILE ([columns] field = "column")'
+        )
+
+
+def run(sources: list[str], opts: Options) -> ImportResult:
+    started = time.perf_counter()
+    explicit = opts.mapping is not None
+    m = opts.mapping or mapping_mod.default_mapping()
+    files = readers.expand(sources)
+    out = opts.out
+    out.mkdir(parents=True, exist_ok=True)
+    q = Quality(mapping=m.path, as_of=opts.as_of.timestamp() if opts.as_of else None)
+    # The mapping's channels and attributes are in force while validating (levels come from the data).
+    config = out / "nbc.toml"
+    decl = m.declarations()
+    config.write_text(declarations_toml(decl["channels"], decl["attributes"]))
+    use_config(config)
+    imp = Importer(m, q, out, q.as_of)
+    imp.progress = opts.progress
+    try:
+        for sf in files:
+            before = q.rows_read
+            wanted = _wanted(sf.role, m, explicit)
+            if sf.role == "touchpoints":
+                _check_columns(sf, m, readers.columns(sf))
+            for batch in readers.batches(sf, wanted):
+                if sf.role == "touchpoints":
+                    imp.touchpoints(batch, sf.name)
+                elif sf.role == "profiles":
+                    q.rows_read += batch.frame.height
+                    imp.profile_rows(batch, sf.name)
+                else:
+                    imp.decision_rows(batch, sf.name)
+            q.sources.append({"uri": sf.uri, "role": sf.role, "format": sf.fmt, "rows": q.rows_read - before})
+        never = [f"{src} ({fld})" for src, fld in m.required_columns().items() if not imp.required_seen.get(src)]
+        if q.touchpoints and never and q.rows_kept == 0:
+            raise SourceError(
+                f"column(s) {', '.join(never)} never hold a value in the touchpoint rows: "
+                "map the right columns with --mapping FILE"
+            )
+        profiles, levels = imp.finish_profiles()
+    finally:
+        imp.close()
+    attrs = {a.name: {"kind": a.kind, "levels": list(a.levels) or levels.get(a.name, [])} for a in m.attributes}
+    q.declared = {"channels": dict(m.channels), "attributes": attrs}
+    config.write_text(declarations_toml(m.channels, attrs))
+    reload_settings()
+    doc = q.to_json()
+    (out / "quality.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    part_files = [imp.tp_path, imp.dec_path]
+    if (opts.strict and q.dropped) or q.rows_kept == 0:
+        for p in part_files:
+            p.unlink(missing_ok=True)
+        for name in ("touchpoints", "profiles", "decisions"):
+            for old in out.glob(f"{name}.*"):
+                old.unlink()
+        if q.rows_kept == 0 and not (opts.strict and q.dropped):
+            raise SourceError(_nothing_kept(q))
+        return ImportResult(out, doc, ok=False, seconds=time.perf_counter() - started)
+    written: dict[str, int] = {}
+    for name in ("touchpoints", "profiles", "decisions"):
+        for old in out.glob(f"{name}.*"):
+            old.unlink()
+    os.replace(imp.tp_path, out / "touchpoints.parquet")
+    written["touchpoints.parquet"] = q.rows_kept
+    if profiles is not None:
+        pq.write_table(profiles, out / "profiles.parquet", compression="zstd")
+        written["profiles.parquet"] = profiles.num_rows
+    if imp.dec_path.exists():
+        os.replace(imp.dec_path, out / "decisions.parquet")
+        written["decisions.parquet"] = q.decisions
+    return ImportResult(out, doc, ok=True, seconds=time.perf_counter() - started, files=written)
+
+
+def _nothing_kept(q: Quality) -> str:
+    if q.rows_read == 0:
+        return "the source holds no rows: check the path (and that the files are not empty)"
+    top = ", ".join(f"{r} {n:,}" for r, n in q.dropped.most_common(3))
+    reason = q.dropped.most_common(1)[0][0] if q.dropped else ""
+    fix = quality_mod.FIX.get(reason, "see quality.json for examples")
+    return f"no touchpoint kept of {q.touchpoints:,} ({top}): {fix}"
