@@ -1,9 +1,11 @@
 """Compile a promoted model for the scoring function: LightGBM text -> flat numpy arrays (.npz), verified.
 
-The scoring Lambda cannot import lightgbm (scipy, libgomp, cold start); model/tree_scorer.py evaluates the
-compiled arrays with numpy alone. Compilation happens once, at promotion, and is refused unless the compiled
+The scoring Lambda cannot import lightgbm (scipy, libgomp, cold start); model/scoring/tree_scorer.py evaluates
+the compiled arrays with numpy alone. Compilation happens once, at promotion, and is refused unless the compiled
 model reproduces LightGBM on a sample of rows that includes NaN, zeros, unknown and negative categories,
-and on a candidate grid through the fast path.
+and on a candidate grid through the fast path, and unless the bytes it ships pass the loader's checks
+(model/scoring/tree_format.py: sizes, dtypes, index ranges, finiteness, tree structure) and load back to the
+same predictions.
 """
 
 from __future__ import annotations

@@ -43,8 +43,6 @@ They add up exactly to the raw score, as ``pred_contrib`` does, and rank feature
 
 from __future__ import annotations
 
-import io
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -53,22 +51,23 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.int64]
-BoolArray = npt.NDArray[np.bool_]
+from model.scoring.tree_format import (
+    MISSING_NAN,
+    MISSING_ZERO,
+    BoolArray,
+    CompiledTrees,
+    CompileError,
+    FloatArray,
+    IntArray,
+)
 
-FORMAT = "nbc-tree-scorer/1"
-MISSING_NONE, MISSING_ZERO, MISSING_NAN = 0, 1, 2
-_MISSING = {"None": MISSING_NONE, "Zero": MISSING_ZERO, "NaN": MISSING_NAN}
+__all__ = ["CompileError", "FloatArray", "GridScores", "TreeScorer", "grid_rows"]
+
 ZERO_THRESHOLD = float(np.float32(1e-35))  # LightGBM's kZeroThreshold (a float promoted to double)
 _INT_MAX = float(2**31 - 1)
 # Request shapes (channels x slots x messages) whose tables are kept: callers choose the shape (up to 8 x 168 x
 # 20), so an unbounded cache would grow with every new one; the usual traffic uses a handful.
 _MULTI_CACHE = 32
-
-
-class CompileError(ValueError):
-    """The dumped model uses something this scorer does not reproduce."""
 
 
 @dataclass(frozen=True)
@@ -139,245 +138,19 @@ class _MultiPlan:
     full: npt.NDArray[np.uint64]  # (words,): every group's value bits set
 
 
-class TreeScorer:
+class TreeScorer(CompiledTrees):
     """A compiled LightGBM booster (single output: binary / regression-like objectives)."""
 
     def __init__(self, arrays: Mapping[str, npt.NDArray[Any]], meta: Mapping[str, Any]) -> None:
-        self.meta = dict(meta)
-        self.feature_names: list[str] = list(meta["feature_names"])
-        self.n_features = len(self.feature_names)
-        self.objective: str = str(meta["objective"])
-        self.sigmoid: float = float(meta.get("sigmoid", 1.0))
-        self.link: str = str(meta["link"])
-        self.average_output: bool = bool(meta.get("average_output", False))
-        self.feature: IntArray = arrays["feature"].astype(np.int64)
-        self.threshold: FloatArray = arrays["threshold"].astype(np.float64)
-        self.missing: npt.NDArray[np.int8] = arrays["missing"].astype(np.int8)
-        self.default_left: BoolArray = arrays["default_left"].astype(bool)
-        self.is_cat: BoolArray = arrays["is_cat"].astype(bool)
-        self.left: IntArray = arrays["left"].astype(np.int64)
-        self.right: IntArray = arrays["right"].astype(np.int64)
-        self.value: FloatArray = arrays["value"].astype(np.float64)
-        self.cat_offset: IntArray = arrays["cat_offset"].astype(np.int64)
-        self.cat_len: IntArray = arrays["cat_len"].astype(np.int64)
-        self.cat_words: npt.NDArray[np.uint32] = arrays["cat_words"].astype(np.uint32)
-        self.tree_root: IntArray = arrays["tree_root"].astype(np.int64)
-        self.leaf_node: IntArray = arrays["leaf_node"].astype(np.int64)
-        self.path_leaf: IntArray = arrays["path_leaf"].astype(np.int64)
-        self.path_node: IntArray = arrays["path_node"].astype(np.int64)
-        self.path_left: BoolArray = arrays["path_left"].astype(bool)
-        self.leaf_lo: IntArray = arrays["leaf_lo"].astype(np.int64)
-        self.leaf_mid: IntArray = arrays["leaf_mid"].astype(np.int64)
-        self.leaf_hi: IntArray = arrays["leaf_hi"].astype(np.int64)
-        self.leaf_value: FloatArray = self.value[self.leaf_node]
-        self._internal = np.flatnonzero(self.feature >= 0)
+        super().__init__(arrays, meta)
         # Path entries are stored leaf after leaf: leaf l's entries are path_start[l]:path_start[l + 1].
         self._path_start: IntArray = np.searchsorted(self.path_leaf, np.arange(len(self.leaf_node) + 1))
         # Per path entry: the split's feature and the change of node value it causes (Saabas attribution).
-        if len(self.path_node):
-            child = np.where(self.path_left, self.left[self.path_node], self.right[self.path_node])
-            self._entry_delta: FloatArray = self.value[child] - self.value[self.path_node]
-            self._entry_feature: IntArray = self.feature[self.path_node]
-        else:
-            self._entry_delta = np.zeros(0)
-            self._entry_feature = np.zeros(0, dtype=np.int64)
-        self.n_trees = len(self.tree_root)
-        self.bias = float(self.value[self.tree_root].sum())
-        self._scale = 1.0 / self.n_trees if self.average_output and self.n_trees else 1.0
+        child = np.where(self.path_left, self.left[self.path_node], self.right[self.path_node])
+        self._entry_delta: FloatArray = self.value[child] - self.value[self.path_node]
+        self._entry_feature: IntArray = self.feature[self.path_node]
         self._plans: dict[tuple[int, ...], list[_GroupPlan]] = {}
         self._multi: dict[tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]], _MultiPlan] = {}
-        internal = np.flatnonzero(self.feature >= 0)
-        if len(internal) and int(self.feature[internal].max()) >= self.n_features:
-            raise CompileError("a split uses a feature index beyond the feature list")
-
-    # ------------------------------------------------------------------ building and (de)serialising
-    @classmethod
-    def from_dump(cls, dump: Mapping[str, Any]) -> TreeScorer:
-        """Flatten ``booster.dump_model()`` (a dict) into arrays."""
-        if int(dump.get("num_tree_per_iteration", 1)) != 1 or int(dump.get("num_class", 1)) != 1:
-            raise CompileError("only single-output models (binary, regression) are supported")
-        objective = str(dump.get("objective", "regression"))
-        name = objective.split(" ")[0]
-        sigmoid = 1.0
-        if name == "binary":
-            link = "sigmoid"
-            for part in objective.split(" ")[1:]:
-                if part.startswith("sigmoid:"):
-                    sigmoid = float(part.split(":", 1)[1])
-        elif name in ("cross_entropy", "xentropy"):
-            link = "sigmoid"
-        elif name in ("poisson", "gamma", "tweedie"):
-            link = "exp"
-        elif name in ("regression", "regression_l1", "huber", "fair", "quantile", "mape", "lambdarank"):
-            link = "identity"
-        else:
-            raise CompileError(f"objective {objective!r} is not supported by the compiled scorer")
-
-        feature: list[int] = []
-        threshold: list[float] = []
-        missing: list[int] = []
-        default_left: list[bool] = []
-        is_cat: list[bool] = []
-        left: list[int] = []
-        right: list[int] = []
-        value: list[float] = []
-        cat_offset: list[int] = []
-        cat_len: list[int] = []
-        cat_words: list[int] = []
-        tree_root: list[int] = []
-        leaf_node: list[int] = []
-        path_leaf: list[int] = []
-        path_node: list[int] = []
-        path_left: list[bool] = []
-        leaf_lo: list[int] = []  # leaves are numbered depth-first: a subtree's leaves are a contiguous range
-        leaf_mid: list[int] = []
-        leaf_hi: list[int] = []
-
-        def add(node: Mapping[str, Any], path: list[tuple[int, bool]]) -> int:
-            idx = len(feature)
-            feature.append(-1)
-            threshold.append(0.0)
-            missing.append(MISSING_NONE)
-            default_left.append(False)
-            is_cat.append(False)
-            left.append(-1)
-            right.append(-1)
-            cat_offset.append(0)
-            cat_len.append(0)
-            leaf_lo.append(len(leaf_node))
-            leaf_mid.append(len(leaf_node))
-            leaf_hi.append(len(leaf_node) + 1)
-            if "split_feature" not in node:  # a leaf
-                value.append(float(node["leaf_value"]))
-                leaf = len(leaf_node)
-                leaf_node.append(idx)
-                for n, went_left in path:
-                    path_leaf.append(leaf)
-                    path_node.append(n)
-                    path_left.append(went_left)
-                return idx
-            value.append(float(node.get("internal_value", 0.0)))
-            feature[idx] = int(node["split_feature"])
-            missing[idx] = _MISSING[str(node.get("missing_type", "None"))]
-            default_left[idx] = bool(node.get("default_left", False))
-            if node["decision_type"] == "==":
-                is_cat[idx] = True
-                cats = [int(c) for c in str(node["threshold"]).split("||") if c != ""]
-                n_words = max(cats) // 32 + 1 if cats else 1
-                words = [0] * n_words
-                for c in cats:
-                    if c >= 0:
-                        words[c // 32] |= 1 << (c % 32)
-                cat_offset[idx] = len(cat_words)
-                cat_len[idx] = n_words
-                cat_words.extend(words)
-            elif node["decision_type"] == "<=":
-                threshold[idx] = float(node["threshold"])
-            else:
-                raise CompileError(f"unknown decision type {node['decision_type']!r}")
-            left[idx] = add(node["left_child"], [*path, (idx, True)])
-            leaf_mid[idx] = len(leaf_node)
-            right[idx] = add(node["right_child"], [*path, (idx, False)])
-            leaf_hi[idx] = len(leaf_node)
-            return idx
-
-        trees = dump.get("tree_info", [])
-        if not trees:
-            raise CompileError("the model has no trees")
-        for tree in trees:
-            tree_root.append(add(tree["tree_structure"], []))
-
-        arrays: dict[str, npt.NDArray[Any]] = {
-            "feature": np.asarray(feature, np.int32),
-            "threshold": np.asarray(threshold, np.float64),
-            "missing": np.asarray(missing, np.int8),
-            "default_left": np.asarray(default_left, np.bool_),
-            "is_cat": np.asarray(is_cat, np.bool_),
-            "left": np.asarray(left, np.int32),
-            "right": np.asarray(right, np.int32),
-            "value": np.asarray(value, np.float64),
-            "cat_offset": np.asarray(cat_offset, np.int32),
-            "cat_len": np.asarray(cat_len, np.int32),
-            "cat_words": np.asarray(cat_words or [0], np.uint32),
-            "tree_root": np.asarray(tree_root, np.int32),
-            "leaf_node": np.asarray(leaf_node, np.int32),
-            "path_leaf": np.asarray(path_leaf, np.int32),
-            "path_node": np.asarray(path_node, np.int32),
-            "path_left": np.asarray(path_left, np.bool_),
-            "leaf_lo": np.asarray(leaf_lo, np.int32),
-            "leaf_mid": np.asarray(leaf_mid, np.int32),
-            "leaf_hi": np.asarray(leaf_hi, np.int32),
-        }
-        meta = {
-            "format": FORMAT,
-            "feature_names": list(dump.get("feature_names", [])),
-            "objective": objective,
-            "sigmoid": sigmoid,
-            "link": link,
-            "average_output": bool(dump.get("average_output", False)),
-        }
-        return cls(arrays, meta)
-
-    def to_bytes(self) -> bytes:
-        arrays = {
-            "feature": self.feature.astype("<i4"),
-            "threshold": self.threshold.astype("<f8"),
-            "missing": self.missing.astype("i1"),
-            "default_left": self.default_left,
-            "is_cat": self.is_cat,
-            "left": self.left.astype("<i4"),
-            "right": self.right.astype("<i4"),
-            "value": self.value.astype("<f8"),
-            "cat_offset": self.cat_offset.astype("<i4"),
-            "cat_len": self.cat_len.astype("<i4"),
-            "cat_words": self.cat_words.astype("<u4"),
-            "tree_root": self.tree_root.astype("<i4"),
-            "leaf_node": self.leaf_node.astype("<i4"),
-            "path_leaf": self.path_leaf.astype("<i4"),
-            "path_node": self.path_node.astype("<i4"),
-            "path_left": self.path_left,
-            "leaf_lo": self.leaf_lo.astype("<i4"),
-            "leaf_mid": self.leaf_mid.astype("<i4"),
-            "leaf_hi": self.leaf_hi.astype("<i4"),
-        }
-        arrays["meta"] = np.frombuffer(json.dumps(self.meta).encode(), dtype=np.uint8)
-        buf = io.BytesIO()
-        save: Any = np.savez_compressed  # numpy's stub types **kwds as allow_pickle
-        save(buf, **arrays)
-        return buf.getvalue()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> TreeScorer:
-        """Load a compiled model; raises ValueError (CompileError) on anything malformed."""
-        try:
-            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-                arrays = {k: npz[k] for k in npz.files}
-            meta = json.loads(arrays.pop("meta").tobytes().decode())
-        except Exception as exc:  # zip, npy and JSON errors all mean "not a compiled model"
-            raise CompileError(f"not a compiled model: {exc}") from exc
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise CompileError(f"not a compiled model of format {FORMAT}")
-        try:
-            scorer = cls(arrays, meta)
-        except KeyError as exc:
-            raise CompileError(f"compiled model lacks {exc}") from exc
-        scorer._check()
-        return scorer
-
-    def _check(self) -> None:
-        n = len(self.feature)
-        for name in ("threshold", "missing", "default_left", "is_cat", "left", "right", "value", "leaf_lo", "leaf_hi"):
-            if len(getattr(self, name)) != n:
-                raise CompileError(f"compiled model is inconsistent: {name} has the wrong length")
-        internal = self.feature >= 0
-        kids = np.concatenate([self.left[internal], self.right[internal], self.tree_root, self.leaf_node])
-        if len(kids) and (kids.min() < 0 or kids.max() >= n):
-            raise CompileError("compiled model is inconsistent: a child index is out of range")
-        if len(self.path_node) and (self.path_node.max() >= n or self.path_leaf.max() >= len(self.leaf_node)):
-            raise CompileError("compiled model is inconsistent: a path index is out of range")
-        n_leaves = len(self.leaf_node)
-        if n and (self.leaf_lo.min() < 0 or self.leaf_hi.max() > n_leaves or (self.leaf_mid.max() > n_leaves)):
-            raise CompileError("compiled model is inconsistent: a leaf range is out of range")
 
     # ------------------------------------------------------------------ LightGBM's decision rule
     def _go_left(self, nodes: IntArray, x: FloatArray, nan_rows: BoolArray | None = None) -> BoolArray:
@@ -444,7 +217,7 @@ class TreeScorer:
 
     def transform(self, raw: FloatArray) -> FloatArray:
         """Raw score -> prediction. Like LightGBM, a random forest's raw score is the sum, its prediction the mean."""
-        raw = raw * self._scale if self._scale != 1.0 else raw
+        raw = raw * self.scale if self.scale != 1.0 else raw
         if self.link == "sigmoid":
             out: FloatArray = 1.0 / (1.0 + np.exp(-self.sigmoid * raw))
             return out
@@ -467,7 +240,7 @@ class TreeScorer:
     def _reached(self, row: FloatArray) -> BoolArray:
         """The leaf each tree reaches for one full row (a mask over leaves): every split is decided at once
         and rules out the leaf range of the subtree it does not take (marked with a difference array)."""
-        nodes = self._internal
+        nodes = self.internal
         n_leaves = len(self.leaf_node)
         go = self._go_left(nodes, row[self.feature[nodes]])
         lo = np.where(go, self.leaf_mid[nodes], self.leaf_lo[nodes])
@@ -499,8 +272,8 @@ class TreeScorer:
         cat_bits = np.where(narrow, cat_bits, np.uint64(0))
         start = 0
         for width in widths:
-            f = self.feature[self._internal]
-            nodes = self._internal[(f >= start) & (f < start + width)].astype(np.int64)
+            f = self.feature[self.internal]
+            nodes = self.internal[(f >= start) & (f < start + width)].astype(np.int64)
             fields = np.column_stack(
                 [
                     self.feature[nodes],
