@@ -101,6 +101,8 @@ def _channel_model(ctx: Contexts, fold: np.ndarray, n_ch: int) -> tuple[np.ndarr
     prior /= prior.sum()
     for k in (0, 1):
         train, target = sent & (fold != k), fold == k
+        if not target.any():  # e.g. --split customer: the held-out customers' hash shares all fall in one fold
+            continue
         classes = np.unique(label[train])
         if len(classes) < 2 or train.sum() < 50:
             out[target] = prior
