@@ -20,7 +20,7 @@ import numpy as np
 
 from model.adapters.registry import Manifest, ModelStore, new_version, schema_hash
 from model.domain.catalogue import catalogue
-from training import dataset, evaluate, report, sources, train
+from training import checks, dataset, evaluate, report, sources, train
 from training.simulate import Oracle
 
 Step = Callable[[str, int, int], None]  # (step name, done, total)
@@ -33,6 +33,7 @@ class Options:
     objective: dataset.Objective = "conversion"
     split: dataset.Split = "temporal"
     window_days: float | None = None
+    as_of: float | None = None  # end of the observation window (epoch s); default: the last event
     eval_fraction: float = 0.2
     max_contexts: int = 5000
     rounds: int = 1000
@@ -108,6 +109,7 @@ def run(source: str | sources.Sources, store_uri: str, opts: Options, step: Step
     src = source if isinstance(source, sources.Sources) else sources.load(source)
     if opts.decisions:
         src = sources.Sources(src.touchpoints, src.profiles, sources.read_decisions(opts.decisions))
+    checks.check_source(src, window_days=opts.window_days, as_of=opts.as_of, objective=opts.objective)
     tick("load", 1, 1)
     timings["load"] = time.perf_counter() - t0
 
@@ -121,8 +123,10 @@ def run(source: str | sources.Sources, store_uri: str, opts: Options, step: Step
         split=opts.split,
         eval_fraction=opts.eval_fraction,
         max_contexts=opts.max_contexts,
+        as_of=opts.as_of,
         progress=lambda done, total: tick("dataset", done, total),
     )
+    checks.check_training_set(ts, split=opts.split)
     timings["dataset"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -148,6 +152,7 @@ def run(source: str | sources.Sources, store_uri: str, opts: Options, step: Step
     rep = evaluate.evaluate(result.booster, ts, oracle)
     rep["training"] = {
         "engine": result.engine,
+        "model": result.model,
         "seconds": result.seconds,
         "best_iteration": result.best_iteration,
         "rows_train": int((ts.split == "train").sum()),

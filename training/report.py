@@ -109,7 +109,8 @@ def render_html(report: dict[str, Any], title: str = "Model evaluation") -> str:
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}figure{{display:inline-block;margin:0 1em}}</style>
 </head><body>
 <h1>{html.escape(title)}</h1>
-<p>Objective: {html.escape(str(report.get("objective", "")))}; attribution window
+<p>Model: {html.escape(str(report.get("training", {}).get("model", "-")))}.
+Objective: {html.escape(str(report.get("objective", "")))}; attribution window
 {_fmt(report.get("attribution_window_days", ""))} days. Policy values are net value per held-out decision
 (attributed conversion value minus channel cost); IPS/SNIPS are off-policy estimates from logged propensities,
 true value is exact under the simulator's oracle (simulated data only).</p>

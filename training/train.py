@@ -44,6 +44,7 @@ class TrainResult:
     seconds: float
     best_iteration: int
     params: dict[str, Any] = field(default_factory=dict)
+    model: str = "direct"  # what was trained, in words (the report shows it)
 
 
 def _params(ts: TrainingSet, overrides: dict[str, Any] | None, threads: int) -> dict[str, Any]:
@@ -113,6 +114,16 @@ def funnel_labels(ts: TrainingSet, stages: tuple[str, ...] = FUNNEL_STAGES) -> l
     return [r.astype(np.float64) for r in reached]
 
 
+def has_clicks(ts: TrainingSet, stages: tuple[str, ...] = FUNNEL_STAGES) -> bool:
+    """Whether the funnel's first stage has something to learn: training sends that reached it without
+    converting (data without clicks, e.g. a campaign response table, gives the direct model)."""
+    train = ts.split == "train"
+    reached = np.zeros(len(ts.y), dtype=bool)
+    for name in stages:
+        reached |= ts.meta[name].to_numpy() > 0
+    return bool((reached & (ts.y <= 0) & train).any())
+
+
 def train_funnel(
     ts: TrainingSet,
     *,
@@ -131,6 +142,10 @@ def train_funnel(
     """
     if ts.objective != "conversion":
         raise ValueError("the funnel model applies to the conversion objective only")
+    if not has_clicks(ts, stages):
+        result = train_local(ts, rounds=rounds, early_stopping=early_stopping, threads=threads, params=params)
+        result.model = "direct (the training sends have no clicks, so no funnel)"
+        return result
     p = _params(ts, params, threads)
     train, valid = ts.split == "train", ts.split == "valid"
     start = time.perf_counter()
@@ -146,7 +161,14 @@ def train_funnel(
     student_params = {**p, "objective": "cross_entropy", "metric": "cross_entropy", "learning_rate": 0.1}
     booster = _fit(ts, student_params, soft, train, valid, rounds, early_stopping)
     seconds = time.perf_counter() - start
-    return TrainResult(booster, "local-funnel", seconds, booster.current_iteration(), student_params)
+    return TrainResult(
+        booster,
+        "local-funnel",
+        seconds,
+        booster.current_iteration(),
+        student_params,
+        "funnel: P(click) x P(conversion | click)",
+    )
 
 
 def train_dask(

@@ -127,7 +127,7 @@ def import_data(
         when = parse_as_of(as_of, m.timezone if m else None) if as_of else None
         result = run(sources, Options(out=out, mapping=m, as_of=when, strict=strict, progress=progress))
     except SourceError as err:
-        console.print(f"[red]error:[/red] {err}", highlight=False)
+        console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     print_quality(result.quality, f"Import into {out} ({result.seconds:.1f} s)")
     if not result.ok:

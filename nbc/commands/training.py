@@ -12,12 +12,15 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from model.domain.settings import get_settings
+from nbc.progress import PlainProgress
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 console = Console()
 
 
-def _progress() -> Progress:
+def _progress() -> Progress | PlainProgress:
+    if not console.is_terminal:  # CI, container logs: plain lines, not a bar redrawn in place
+        return PlainProgress(console)
     return Progress(
         SpinnerColumn(),
         TextColumn("{task.description:<12}"),
@@ -76,9 +79,30 @@ def train(
         ),
     ] = True,
     version: Annotated[str | None, typer.Option(help="Version name (default: timestamp)")] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="End of the observation window (ISO 8601): sends whose attribution window ends by then are "
+            "labelled, not censored (default: the folder's quality.json as-of, else the last event)",
+        ),
+    ] = None,
 ) -> None:
-    """Build the point-in-time training set, train LightGBM, evaluate, and publish a versioned model."""
+    """Build the point-in-time training set, train LightGBM, evaluate, and publish a versioned model.
+
+    Your own history: `nbc import` it first (docs/own-history.md). Channels beyond the catalogue and customer
+    attributes are declared in nbc.toml ([channels] name = cost, [attributes] name = "numeric" | "categorical";
+    NBC_CONFIG names other files); a folder written by `nbc import` carries its own DIR/nbc.toml, read here.
+    """
+    from lightgbm.basic import LightGBMError
+    from rich.markup import escape
+
+    from model.domain.settings import use_config
+    from nbc.commands.data import print_quality
     from training import pipeline
+    from training.importer.core import parse_as_of
+    from training.importer.quality import read as read_quality
+    from training.sources import SourceError
 
     if objective not in ("click", "visit", "conversion", "value"):
         raise typer.BadParameter("objective must be click, visit, conversion or value", param_hint="--objective")
@@ -86,12 +110,24 @@ def train(
         raise typer.BadParameter("split must be temporal or customer", param_hint="--split")
     if simulated_truth is None and Path(source, "truth.json").is_file():
         simulated_truth = Path(source, "truth.json")
+    quality = read_quality(source) if Path(source).is_dir() else None
+    if quality is not None:
+        print_quality(quality, f"Data in {source} (quality.json)")
+    if Path(source, "nbc.toml").is_file():
+        use_config(Path(source, "nbc.toml"))  # the channels and attributes the imported data declares
+    try:
+        as_of_text = as_of or (quality or {}).get("as_of")
+        end = parse_as_of(as_of_text).timestamp() if as_of_text else None
+    except SourceError as err:
+        console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
     opts = pipeline.Options(
         engine=engine,
         scheduler=scheduler,
         objective=objective,  # type: ignore[arg-type]
         split=split,  # type: ignore[arg-type]
         window_days=window_days,
+        as_of=end,
         max_contexts=max_decisions,
         simulated_truth=str(simulated_truth) if simulated_truth else None,
         decisions=str(decisions) if decisions else None,
@@ -109,11 +145,21 @@ def train(
 
         try:
             result = pipeline.run(source, store_uri, opts, step)
-        except (ValueError, FileNotFoundError) as err:
+        except (ValueError, FileNotFoundError) as err:  # SourceError: one line that names the fix
             progress.stop()
-            console.print(f"[red]error:[/red] {err}")
+            console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except LightGBMError as err:
+            progress.stop()
+            console.print(
+                f"[red]error:[/red] too little data to train ({escape(str(err).splitlines()[0])}): "
+                "import more history, or use --split customer / a shorter --window-days",
+                highlight=False,
+                soft_wrap=True,
+            )
             raise typer.Exit(2) from None
     _summary(result.version, result.report, result.store.path_of(result.version, "report.html"))
+    console.print(f"model: {result.report.get('training', {}).get('model', '-')}", highlight=False)
 
 
 def pipeline_steps() -> tuple[str, ...]:
