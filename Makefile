@@ -35,16 +35,26 @@ scan: setup
 	if grep -qE 'Parsing errors: [1-9]' <<<"$$out" || ! grep -qE 'Passed checks: [1-9]' <<<"$$out"; then \
 		echo "scan: template.yaml was not scanned" >&2; exit 1; fi
 
+# loadgroup: tests marked xdist_group (the hostile suite shares one live server) stay on one worker.
 unit: setup
-	$(RUN) pytest -n 2
+	$(RUN) pytest -n 2 --dist loadgroup
 
 test: lint typecheck validate scan unit
 
-# The hostile suite at length: schemathesis over every operation of a live `nbc serve` (with an API key), all
-# checks, many more examples than the bounded run in `make test` (tests/hostile/). FUZZ_EXAMPLES per operation.
-FUZZ_EXAMPLES ?= 300
+# The hostile suite at length (tests/hostile/): schemathesis over every operation of a live `nbc serve` with its
+# API key, every phase (coverage included) and check, for FUZZ_SECONDS with a new seed, against a small trained model
+# (built once into .nbc/hostile; delete it to rebuild), then the repros and the concurrent load.
+FUZZ_SECONDS ?= 300
+FUZZ_EXAMPLES ?= 100
+HOSTILE := .nbc/hostile
 fuzz: setup
-	NBC_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(RUN) pytest tests/hostile/test_schemathesis.py -p no:xdist -q
+	@test -f $(HOSTILE)/models/CURRENT || { \
+		$(RUN) nbc simulate --customers 1500 --days 30 --seed 5 --out $(HOSTILE)/sim && \
+		$(RUN) nbc train --source $(HOSTILE)/sim --store $(HOSTILE)/models --no-funnel --max-decisions 500 && \
+		$(RUN) nbc promote --store $(HOSTILE)/models; }
+	NBC_HOSTILE_MODEL_STORE=$(abspath $(HOSTILE)/models) NBC_FUZZ_SECONDS=$(FUZZ_SECONDS) \
+	NBC_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) NBC_FUZZ_PHASES=examples,coverage,fuzzing,stateful NBC_FUZZ_SEED=random \
+		$(RUN) pytest tests/hostile -p no:xdist -q -s -rxX
 
 demo: setup
 	$(RUN) nbc demo
