@@ -97,7 +97,9 @@ class _BadTimeError(ValueError):
 def parse_time(raw: Any, zone: ZoneInfo | None, fmt: str | None) -> datetime:
     """A source timestamp as a datetime: aware when it says its offset or the mapping gives a time zone."""
     try:
-        if isinstance(raw, datetime):
+        if fmt is None and type(raw) is str:  # the common case first: ISO 8601 text
+            dt = datetime.fromisoformat(raw.strip())
+        elif isinstance(raw, datetime):
             dt = raw
         elif isinstance(raw, date):
             dt = datetime(raw.year, raw.month, raw.day)
@@ -253,27 +255,42 @@ class Importer:
         offset = timedelta(seconds=rule.offset_seconds) if rule is not None and rule.offset_seconds else None
         as_of, seen, q = self.as_of, self.seen, self.q
         q.touchpoints += frame.height
+        drop = self._drop
+        validate = Touchpoint.model_validate
         for eid, cid, ch, et, ts, camp, msg, dec, val, attrs, row in frame.iter_rows():
-            doc: dict[str, Any] = {"customer_id": cid, "channel": ch, "event_type": et}
-            try:
-                when = None if ts is None else parse_time(ts, zone, fmt)
-            except _BadTimeError as err:
-                q.drop("bad_timestamp", self._example(raw, row, source, f"occurred_at: {err}"))
-                continue
-            if when is not None and offset is not None:
-                when = (when.astimezone(UTC) if when.tzinfo else when) + offset
-            doc["occurred_at"] = when
-            if isinstance(val, str):  # a number written as text (CSV): the schema then checks the number
-                with contextlib.suppress(ValueError):
-                    val = float(val)
-            for key, v in (("campaign_id", camp), ("message_id", msg), ("decision_id", dec), ("value", val)):
-                if v is not None:
-                    doc[key] = v
+            doc: dict[str, Any] = {}
+            if cid is not None:
+                doc["customer_id"] = cid
+            if ch is not None:
+                doc["channel"] = ch
+            if et is not None:
+                doc["event_type"] = et
+            when = None
+            if ts is not None:
+                try:
+                    when = parse_time(ts, zone, fmt)
+                except _BadTimeError as err:
+                    drop("bad_timestamp", raw, row, source, f"occurred_at: {err}")
+                    continue
+                if offset is not None:
+                    when = (when.astimezone(UTC) if when.tzinfo else when) + offset
+                doc["occurred_at"] = when
+            if val is not None:
+                if isinstance(val, str):  # a number written as text (CSV): the schema then checks the number
+                    with contextlib.suppress(ValueError):
+                        val = float(val)
+                doc["value"] = val
+            if camp is not None:
+                doc["campaign_id"] = camp
+            if msg is not None:
+                doc["message_id"] = msg
+            if dec is not None:
+                doc["decision_id"] = dec
             if attrs is not None:
                 try:
                     doc["attributes"] = json.loads(attrs) if isinstance(attrs, str) else attrs
                 except ValueError:
-                    q.drop("bad_attributes", self._example(raw, row, source, "attributes: not a JSON object"))
+                    drop("bad_attributes", raw, row, source, "attributes: not a JSON object")
                     continue
             if eid is None:
                 stamp = when.astimezone(UTC).isoformat() if when is not None and when.tzinfo else when
@@ -281,21 +298,20 @@ class Importer:
             elif suffix is not None:
                 eid = f"{eid}.{suffix}"
             doc["event_id"] = eid
-            doc = {k: v for k, v in doc.items() if v is not None}
             try:
-                tp = Touchpoint.model_validate(doc)
+                tp = validate(doc)
             except ValidationError as err:
                 reason, fld, message = _reason(err)
-                q.drop(reason, self._example(raw, row, source, message))
+                drop(reason, raw, row, source, message)
                 if reason in ("unknown_channel", "unknown_event_type"):
                     q.unknown(fld, doc.get(fld))
                 continue
             ts_utc = tp.occurred_at
             if as_of is not None and ts_utc.timestamp() > as_of:
-                q.drop("after_as_of", self._example(raw, row, source, f"occurred_at {ts_utc.isoformat()} > as-of"))
+                drop("after_as_of", raw, row, source, f"occurred_at {ts_utc.isoformat()} > as-of")
                 continue
             if tp.event_id in seen:
-                q.drop("duplicate_event_id", self._example(raw, row, source, f"event_id {tp.event_id} seen before"))
+                drop("duplicate_event_id", raw, row, source, f"event_id {tp.event_id} seen before")
                 continue
             seen.add(tp.event_id)
             out["event_id"].append(tp.event_id)
@@ -311,11 +327,15 @@ class Importer:
         if out["event_id"]:
             self._write_touchpoints(pa.Table.from_pydict(out, schema=TOUCHPOINT_SCHEMA))
 
-    def _example(self, raw: pl.DataFrame, row: int, source: str, error: str) -> dict[str, Any]:
-        """The source row as read (row: 1-based among the file's data rows), with what was wrong."""
+    def _drop(self, reason: str, raw: pl.DataFrame, row: int, source: str, error: str) -> None:
+        """Count a dropped touchpoint; the first few of each reason keep the source row as read (row: 1-based
+        among the file's data rows) and what was wrong."""
+        if len(self.q.examples.get(reason, ())) >= quality_mod.EXAMPLES:
+            self.q.drop(reason)
+            return
         at = row - self.first_row
         values = raw.row(at, named=True) if 0 <= at < raw.height else {}
-        return {"source": source, "row": row + 1, "values": _shown(values), "error": error}
+        self.q.drop(reason, {"source": source, "row": row + 1, "values": _shown(values), "error": error})
 
     def _write_touchpoints(self, table: pa.Table) -> None:
         if self.tp_writer is None:
