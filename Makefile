@@ -51,7 +51,7 @@ fuzz: setup
 	@test -f $(HOSTILE)/models/CURRENT || { \
 		$(RUN) nbc simulate --customers 1500 --days 30 --seed 5 --out $(HOSTILE)/sim && \
 		$(RUN) nbc train --source $(HOSTILE)/sim --store $(HOSTILE)/models --no-funnel --max-decisions 500 && \
-		$(RUN) nbc promote --store $(HOSTILE)/models; }
+		$(RUN) nbc promote --store $(HOSTILE)/models --force; }
 	NBC_HOSTILE_MODEL_STORE=$(abspath $(HOSTILE)/models) NBC_FUZZ_SECONDS=$(FUZZ_SECONDS) \
 	NBC_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) NBC_FUZZ_PHASES=examples,coverage,fuzzing,stateful NBC_FUZZ_SEED=random \
 		$(RUN) pytest tests/hostile -p no:xdist -q -s -rxX

@@ -53,7 +53,7 @@ def ensure_model(store: Path) -> None:
     for args in (
         ["simulate", "--customers", "1500", "--days", "30", "--seed", "5", "--out", str(sim)],
         ["train", "--source", str(sim), "--store", str(store), "--no-funnel", "--max-decisions", "500"],
-        ["promote", "--store", str(store)],
+        ["promote", "--store", str(store), "--force"],  # a fuzzing fixture: no need to pass the gate
     ):
         subprocess.run([*nbc, *args], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
 
