@@ -53,7 +53,13 @@ TOUCHPOINT_SCHEMA = pa.schema(
         ("attributes", pa.string()),
     ]
 )
+TOUCHPOINT_FRAME = {
+    f.name: pl.Int64 if f.name == "occurred_at" else pl.Float64 if f.name == "value" else pl.String
+    for f in TOUCHPOINT_SCHEMA
+}
 PROFILE_SCHEMA = pa.schema([(f, pa.string()) for f in PROFILE_FIELDS])
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
 MAX_LEVELS = 64  # levels kept per categorical attribute (the most frequent; others encode as unknown)
 # A touchpoint the schema refuses is counted once, under its first failing field in this order.
 PRIORITY = (
@@ -318,14 +324,14 @@ class Importer:
             out["customer_id"].append(tp.customer_id)
             out["channel"].append(tp.channel)
             out["event_type"].append(tp.event_type.value)
-            out["occurred_at"].append(ts_utc)
+            out["occurred_at"].append((ts_utc - EPOCH) // MICROSECOND)  # ints: no tz-aware objects to convert
             out["campaign_id"].append(tp.campaign_id)
             out["message_id"].append(tp.message_id)
             out["decision_id"].append(tp.decision_id)
             out["value"].append(tp.value)
             out["attributes"].append(json.dumps(tp.attributes) if tp.attributes else None)
         if out["event_id"]:
-            self._write_touchpoints(pa.Table.from_pydict(out, schema=TOUCHPOINT_SCHEMA))
+            self._write_touchpoints(pl.DataFrame(out, schema=TOUCHPOINT_FRAME))
 
     def _drop(self, reason: str, raw: pl.DataFrame, row: int, source: str, error: str) -> None:
         """Count a dropped touchpoint; the first few of each reason keep the source row as read (row: 1-based
@@ -337,12 +343,12 @@ class Importer:
         values = raw.row(at, named=True) if 0 <= at < raw.height else {}
         self.q.drop(reason, {"source": source, "row": row + 1, "values": _shown(values), "error": error})
 
-    def _write_touchpoints(self, table: pa.Table) -> None:
+    def _write_touchpoints(self, frame: pl.DataFrame) -> None:
+        # Built by polars from the columns (pyarrow's conversion of Python objects would import pandas).
         if self.tp_writer is None:
             self.tp_writer = pq.ParquetWriter(self.tp_path, TOUCHPOINT_SCHEMA, compression="zstd")
-        self.tp_writer.write_table(table)
-        frame = pl.from_arrow(table)
-        assert isinstance(frame, pl.DataFrame)
+        frame = frame.with_columns(pl.col("occurred_at").cast(pl.Datetime("us", "UTC")))
+        self.tp_writer.write_table(frame.to_arrow().cast(TOUCHPOINT_SCHEMA))
         stamps = frame["occurred_at"].dt.epoch("us")
         self.q.rows_kept += frame.height
         self.q.kept(
@@ -443,7 +449,8 @@ class Importer:
         found = {
             n: [v for v, _ in sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_LEVELS]] for n, c in levels.items()
         }
-        table = pa.Table.from_pydict(rows, schema=PROFILE_SCHEMA) if rows["customer_id"] else None
+        frame = pl.DataFrame(rows, schema=dict.fromkeys(PROFILE_SCHEMA.names, pl.String))
+        table = frame.to_arrow().cast(PROFILE_SCHEMA) if frame.height else None
         return table, found
 
     def _attr_drop(self, reason: str, cid: str, name: str, val: Any, msg: str) -> None:
@@ -496,16 +503,12 @@ class Importer:
                 "missing_decision_id", {"source": source, "values": _shown(missing.row(0, named=True))}, missing.height
             )
         df = df.filter(pl.col("decision_id").is_not_null())
-        cols = [pl.col(c).cast(pl.Float64) if c == "propensity" else pl.col(c).cast(pl.String) for c in df.columns]
-        table = df.select(cols).to_arrow()
+        cols = [
+            (pl.col(f) if f in df.columns else pl.lit(None)).cast(pl.Float64 if f == "propensity" else pl.String)
+            for f in DECISION_FIELDS
+        ]
         schema = pa.schema([(f, pa.float64() if f == "propensity" else pa.string()) for f in DECISION_FIELDS])
-        full = pa.table(
-            {
-                f: table[f] if f in table.column_names else pa.nulls(table.num_rows, schema.field(f).type)
-                for f in DECISION_FIELDS
-            },
-            schema=schema,
-        )
+        full = df.select(cols).to_arrow().cast(schema)
         if self.dec_writer is None:
             self.dec_writer = pq.ParquetWriter(self.dec_path, schema, compression="zstd")
         self.dec_writer.write_table(full)
