@@ -292,7 +292,7 @@ def check_arrays(a: Mapping[str, npt.NDArray[Any]], n_features: int) -> None:
     # Structure: children come after their parent (no cycles), and every node has one parent or is a root.
     need(
         np.where(internal, (left > nodes) & (right > nodes) & (left < n) & (right < n), (left == -1) & (right == -1)),
-        "a child index is out of range",
+        "a child index is out of range or not after its parent (a cycle)",
     )
     roots = a["tree_root"]
     need((roots >= 0) & (roots < n), "a tree root is out of range")

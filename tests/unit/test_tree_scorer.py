@@ -207,19 +207,19 @@ def test_grid_cell_contributions_equal_row_contributions(model) -> None:
 @pytest.mark.parametrize("distinct", [1, 7, 200, 3000])
 def test_unique_rows_by_hashing_resolves_collisions(distinct: int) -> None:
     """The grid's pattern deduplication: every row maps back to its own key, each key listed once."""
-    from model.scoring.tree_scorer import _unique_rows
+    from model.scoring.tree_bits import unique_rows
 
     rng = np.random.default_rng(distinct)
     pool = rng.integers(0, 2**63, distinct, dtype=np.uint64) | np.uint64(2**63 * (distinct % 2))
     for words in (pool[rng.integers(0, distinct, 3000)][:, None], rng.integers(0, 3, (500, 2)).astype(np.uint64)):
-        keys, inverse = _unique_rows(words)
+        keys, inverse = unique_rows(words)
         assert np.array_equal(keys[inverse], words)
         assert len(keys) == len(np.unique(words, axis=0))
 
 
 def test_request_shape_cache_is_bounded_and_results_stay_exact(model) -> None:
     """Callers choose the grid's shape; the per-shape tables kept must not grow with every new one."""
-    from model.scoring.tree_scorer import _MULTI_CACHE
+    from model.scoring.tree_grid import MULTI_CACHE as _MULTI_CACHE
 
     lay = layout()
     scorer = TreeScorer.from_dump(model.dump_model())
