@@ -29,15 +29,17 @@ import pyarrow as pa
 from model.domain.aggregate import SENT
 from model.domain.catalogue import catalogue
 from model.domain.features import FeatureLayout
+from model.domain.recommend_schemas import NONE_CHANNEL
 from model.domain.settings import get_settings
-from training.labels import OBJECTIVE_EVENT, attribute
+from training.labels import OBJECTIVE_EVENT, attribute, window_outcomes
 from training.ope.contexts import ContextBuilder, Contexts
-from training.records import normalise_decisions, normalise_touchpoints, profiles_map
-from training.replay import MARKER, replay
+from training.records import no_contact_decisions, normalise_decisions, normalise_touchpoints, profiles_map
+from training.replay import MARKER, NO_CONTACT, replay
 from training.split import Split, choose_split, hash_share
 
 Objective = Literal["click", "visit", "conversion", "value"]
-__all__ = ["Contexts", "Objective", "Split", "TrainingSet", "build", "feature_levels", "layout_from_settings"]
+Labels = Literal["window", "attributed"]
+__all__ = ["Contexts", "Labels", "Objective", "Split", "TrainingSet", "build", "feature_levels", "layout_from_settings"]
 MAX_MESSAGES = 50
 DAY = 86400.0
 Progress = Callable[[int, int], None]
@@ -69,6 +71,12 @@ class TrainingSet:
     contexts: Contexts | None
     period: tuple[datetime, datetime]
     stats: dict[str, float] = field(default_factory=dict)
+    labels: Labels = "attributed"  # "window": outcome within the window after each decision (incremental)
+
+    @property
+    def no_contact(self) -> bool:
+        """Whether the model learns the "don't contact" action too (logged no-send decisions were rows)."""
+        return NONE_CHANNEL in self.levels.get("channel", [])
 
     @property
     def names(self) -> list[str]:
@@ -94,10 +102,19 @@ def build(
     message_levels: list[str] | None = None,
     progress: Progress | None = None,
     workers: int | None = None,
+    labels: Labels | None = None,
 ) -> TrainingSet:
-    """Build the training set (see the module docstring for the rules)."""
+    """Build the training set (see the module docstring for the rules).
+
+    `labels`: "window" (default for conversion and value) labels every row with the customer's outcome within
+    the window after the decision, and adds the logged "don't contact" decisions as rows of the action none,
+    so the model learns incremental value; "attributed" (always for click and visit, whose outcomes only a
+    contact causes) labels a send with what last-click attribution credits it.
+    """
     if objective not in OBJECTIVE_EVENT:
         raise ValueError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVE_EVENT)}")
+    if labels is None or objective in ("click", "visit"):
+        labels = "window" if objective in ("conversion", "value") and labels is None else "attributed"
     settings = get_settings()
     window = float(window_days if window_days is not None else settings.attribution_window_days)
     layout = layout_from_settings()
@@ -108,7 +125,7 @@ def build(
     if tp.height == 0:
         raise ValueError("no usable touchpoints (known channels and event types) in the source")
     end = float(as_of if as_of is not None else tp["ts"].max())  # type: ignore[arg-type]
-    labels = attribute(tp, window)
+    credited = attribute(tp, window)
     dec = normalise_decisions(decisions)
 
     sends = (
@@ -122,7 +139,7 @@ def build(
             "message_id",
             "decision_id",
         )
-        .join(labels, on="send_id", how="left")
+        .join(credited, on="send_id", how="left")
         .with_columns(
             pl.col("opens", "clicks", "visits", "conversions").fill_null(0), pl.col("conv_value").fill_null(0.0)
         )
@@ -135,6 +152,47 @@ def build(
             pl.col("send_at").fill_null((pl.col("send_ts") / 3600).floor() * 3600),
         )
     )
+    n_ch = len(cat)
+    quiet = no_contact_decisions(decisions) if labels == "window" else no_contact_decisions(None)
+    if quiet.height:
+        # Logged "don't contact" decisions (holdout, no-send) are rows too: the action "none", code n_ch.
+        sends = pl.concat(
+            [
+                sends,
+                quiet.select(
+                    pl.col("decision_id").alias("send_id"),
+                    "customer_id",
+                    pl.col("decided_at").alias("send_ts"),
+                    pl.lit(n_ch, dtype=pl.Int32).alias("ch"),
+                    pl.lit(NONE_CHANNEL).alias("channel"),
+                    pl.lit(None, dtype=pl.String).alias("message_id"),
+                    "decision_id",
+                    pl.lit(0).alias("opens"),
+                    pl.lit(0).alias("clicks"),
+                    pl.lit(0).alias("visits"),
+                    pl.lit(0).alias("conversions"),
+                    pl.lit(0.0).alias("conv_value"),
+                    "decided_at",
+                    "propensity",
+                    "policy",
+                    pl.lit(None, dtype=pl.Float64).alias("send_at"),
+                ),
+            ],
+            how="diagonal_relaxed",
+        )
+    if labels == "window":
+        # Conversions and value within the window after the DECISION, whatever their attribution, for sends
+        # and "don't contact" rows alike (see training/labels.py: window_outcomes).
+        sends = sends.with_row_index("row_id")
+        outcome = window_outcomes(
+            sends.select("row_id", "customer_id", pl.col("decided_at").alias("start")), tp, window
+        )
+        sends = (
+            sends.drop("conversions", "conv_value")
+            .join(outcome, on="row_id", how="left")
+            .with_columns(pl.col("conversions").fill_null(0), pl.col("conv_value").fill_null(0.0))
+            .drop("row_id")
+        )
     n_sends = sends.height
     sends = sends.filter(pl.col("send_ts") + window * DAY <= end)  # censoring: no full window yet
     censored = n_sends - sends.height
@@ -151,6 +209,8 @@ def build(
         )
         message_levels = top["message_id"].to_list()
     levels = feature_levels(layout, message_levels)
+    if quiet.height:
+        levels["channel"] = [*levels["channel"], NONE_CHANNEL]  # the model also learns p(outcome | x, none)
     part = choose_split(sends, split, eval_fraction, window, valid_fraction)
     keep = part != "purged"
     sends = sends.filter(pl.Series(keep))
@@ -194,6 +254,15 @@ def build(
                 pl.lit(0.0).alias("value"),
                 pl.lit(0).alias("rank"),
             ),
+            sends.filter(pl.col("ch") == n_ch).select(
+                "customer_id",
+                pl.col("send_ts").alias("ts"),
+                pl.col("send_id").alias("event_id"),
+                "ch",
+                pl.lit(NO_CONTACT, dtype=pl.Int32).alias("ev"),
+                pl.lit(0.0).alias("value"),
+                pl.lit(0).alias("rank"),
+            ),
         ],
         how="vertical_relaxed",
     ).sort("customer_id", "ts", "rank", "event_id")
@@ -227,7 +296,8 @@ def build(
         "conversions",
         "conv_value",
     )
-    meta = meta.with_columns(pl.Series("reward", meta["conv_value"].to_numpy() - costs[meta["ch"].to_numpy()]))
+    cost_of = np.append(costs, 0.0)  # the last code is "don't contact"
+    meta = meta.with_columns(pl.Series("reward", meta["conv_value"].to_numpy() - cost_of[meta["ch"].to_numpy()]))
     first, last = float(tp["ts"].min()), end  # type: ignore[arg-type]
     return TrainingSet(
         layout=layout,
@@ -247,5 +317,7 @@ def build(
             "rows": float(n_rows),
             "positives": float((y > 0).sum()),
             "eval_decisions": float(len(builder.ids)),
+            "no_contact_rows": float(quiet.height),
         },
+        labels=labels,
     )

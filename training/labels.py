@@ -78,3 +78,41 @@ def attribute(tp: pl.DataFrame, window_days: float) -> pl.DataFrame:
         (pl.col("ev") == CONVERTED).sum().alias("conversions"),
         pl.when(pl.col("ev") == CONVERTED).then(pl.col("value")).otherwise(0.0).sum().alias("conv_value"),
     )
+
+
+def window_outcomes(rows: pl.DataFrame, tp: pl.DataFrame, window_days: float) -> pl.DataFrame:
+    """Per row (`row_id`, `customer_id`, `start`): the customer's conversions and their value in
+    (start, start + window], whoever or whatever caused them.
+
+    These are the labels of incremental learning: a send's row and a "don't contact" decision's row see the
+    same outcome definition, so p(x, a) - p(x, none) is the contact's lift, not conversions that would have
+    happened anyway and were attributed to the last message.
+    """
+    conv = (
+        tp.filter(pl.col("ev") == CONVERTED)
+        .select("customer_id", "ts", "value")
+        .sort("customer_id", "ts")
+        .with_columns(
+            pl.int_range(1, pl.len() + 1).over("customer_id").cast(pl.Float64).alias("cum_n"),
+            pl.col("value").cum_sum().over("customer_id").alias("cum_v"),
+        )
+        .select("customer_id", "ts", "cum_n", "cum_v")
+        .sort("ts")
+    )
+    probes = rows.select("row_id", "customer_id", "start", (pl.col("start") + window_days * DAY).alias("stop"))
+
+    def cumulative_at(col: str) -> pl.DataFrame:
+        """Conversions (count, value) of the customer at or before each row's `col` instant."""
+        probe = probes.select("row_id", "customer_id", pl.col(col).alias("ts")).sort("ts")
+        joined = probe.join_asof(conv, on="ts", by="customer_id", strategy="backward", check_sortedness=False)
+        return joined.select("row_id", pl.col("cum_n").fill_null(0.0), pl.col("cum_v").fill_null(0.0))
+
+    return (
+        cumulative_at("stop")
+        .join(cumulative_at("start"), on="row_id", suffix="_start")
+        .select(
+            "row_id",
+            (pl.col("cum_n") - pl.col("cum_n_start")).cast(pl.Int64).alias("conversions"),
+            (pl.col("cum_v") - pl.col("cum_v_start")).alias("conv_value"),
+        )
+    )

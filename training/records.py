@@ -13,6 +13,7 @@ import polars as pl
 import pyarrow as pa
 
 from model.domain.catalogue import catalogue
+from model.domain.recommend_schemas import NONE_CHANNEL
 from model.domain.schemas import EVENT_INDEX, Profile
 
 
@@ -113,3 +114,24 @@ def profiles_map(table: pa.Table | pl.DataFrame | None) -> dict[str, Profile]:
             doc.pop("attributes", None)  # an attribute no longer declared: keep the rest of the profile
             out[str(rec["customer_id"])] = Profile.model_validate(doc)
     return out
+
+
+def no_contact_decisions(table: pa.Table | pl.DataFrame | None) -> pl.DataFrame:
+    """Logged "don't contact" decisions (channel "none": holdout and no-send), with customer and instant."""
+    cols = {"decision_id": pl.String, "customer_id": pl.String, "decided_at": pl.Float64, "propensity": pl.Float64}
+    if table is None or (isinstance(table, pa.Table) and table.num_rows == 0):
+        return pl.DataFrame(schema={**cols, "policy": pl.String})
+    df = table if isinstance(table, pl.DataFrame) else pl.from_arrow(table)
+    assert isinstance(df, pl.DataFrame)
+    if not {"channel", "customer_id", "decided_at"} <= set(df.columns):
+        return pl.DataFrame(schema={**cols, "policy": pl.String})
+    if "policy" not in df.columns:
+        df = df.with_columns(pl.lit(None, dtype=pl.String).alias("policy"))
+    df = _as_utc(df.filter(pl.col("channel") == NONE_CHANNEL), "decided_at")
+    return df.select(
+        pl.col("decision_id").cast(pl.String),
+        pl.col("customer_id").cast(pl.String),
+        _epoch("decided_at").alias("decided_at"),
+        pl.col("propensity").cast(pl.Float64),
+        pl.col("policy").cast(pl.String),
+    ).unique(subset="decision_id", keep="first")

@@ -22,11 +22,12 @@ import polars as pl
 
 from model.domain.aggregate import Aggregate, FoldEvent, fold
 from model.domain.catalogue import catalogue
-from model.domain.features import FeatureLayout, row
+from model.domain.features import FeatureLayout, no_contact_row, row
 from model.domain.schemas import Profile
 from training.ope.contexts import ContextBuilder
 
 MARKER = -1  # a decision instant in the replay stream (not a touchpoint)
+NO_CONTACT = -2  # a logged "don't contact" decision's training row (not a touchpoint, never folded)
 PARALLEL_MIN_EVENTS = 200_000
 COLUMNS = ("customer_id", "ts", "event_id", "ch", "ev", "value", "row", "message_id", "ctx")
 Progress = Callable[[int, int], None]
@@ -156,6 +157,9 @@ def replay_range(
             prev = ts
         if ev == MARKER:
             builder.add(ctx, agg, profile, ts)
+            continue
+        if ev == NO_CONTACT:
+            put(out, no_contact_row(agg, profile.attributes, layout, ts, zone))
             continue
         if out is not None:
             put(out, row(agg, profile.attributes, layout, ch, ts, zone, msg, messages))

@@ -58,8 +58,10 @@ def train_local(
     early_stopping: int = 50,
     threads: int = 2,
     params: dict[str, Any] | None = None,
+    refit: bool = True,
 ) -> TrainResult:
-    """Single-machine LightGBM with categorical features and early stopping on the validation part."""
+    """Single-machine LightGBM with categorical features and early stopping on the validation part, then (with
+    `refit`) a refit on train + valid at the early-stopped round count scaled to the larger set."""
     p = _params(ts, params, threads)
     x_tr, y_tr = ts.part("train")
     x_va, y_va = ts.part("valid")
@@ -74,11 +76,21 @@ def train_local(
         valid_sets = [lgb.Dataset(x_va, y_va, reference=dtrain, feature_name=names, categorical_feature=cats)]
         callbacks.append(lgb.early_stopping(early_stopping, verbose=False))
     booster = lgb.train(p, dtrain, num_boost_round=rounds, valid_sets=valid_sets, callbacks=callbacks)
-    seconds = time.perf_counter() - start
     best = booster.best_iteration or booster.current_iteration()
-    if booster.best_iteration:
+    model = "direct"
+    if booster.best_iteration and refit:
+        # Early stopping chose the round count; the validation period is the newest training data (behaviour
+        # drifts), so refit on train + valid with the rounds scaled to the larger set.
+        scaled = max(1, round(best * (len(y_tr) + len(y_va)) / len(y_tr)))
+        both = lgb.Dataset(
+            np.vstack([x_tr, x_va]), np.concatenate([y_tr, y_va]), feature_name=names, categorical_feature=cats
+        )
+        booster = lgb.train(p, both, num_boost_round=scaled)
+        model, best = f"direct, refit on train + valid ({scaled} rounds)", scaled
+    elif booster.best_iteration:
         booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
-    return TrainResult(booster=booster, engine="local", seconds=seconds, best_iteration=best, params=p)
+    seconds = time.perf_counter() - start
+    return TrainResult(booster=booster, engine="local", seconds=seconds, best_iteration=best, params=p, model=model)
 
 
 def _fit(
@@ -142,6 +154,11 @@ def train_funnel(
     """
     if ts.objective != "conversion":
         raise ValueError("the funnel model applies to the conversion objective only")
+    if ts.labels == "window":
+        # Window outcomes count conversions whatever caused them; a click stage would credit the contact.
+        result = train_local(ts, rounds=rounds, early_stopping=early_stopping, threads=threads, params=params)
+        result.model += " (incremental: window outcomes with no-contact rows, no funnel)"
+        return result
     if not has_clicks(ts, stages):
         result = train_local(ts, rounds=rounds, early_stopping=early_stopping, threads=threads, params=params)
         result.model = "direct (the training sends have no clicks, so no funnel)"

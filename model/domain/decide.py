@@ -21,11 +21,13 @@ import numpy as np
 import numpy.typing as npt
 
 from model.domain.aggregate import CONVERTED, SENT, Aggregate
+from model.domain.catalogue import catalogue
 from model.domain.features import (
     FeatureLayout,
     channel_features,
     customer_features,
     message_features,
+    no_contact_channel_features,
     slot_feature_rows,
 )
 from model.domain.model_protocol import GridPrediction, Model
@@ -91,6 +93,7 @@ class Scored:
     prediction: GridPrediction | None = None  # over the scored sub-grid (rows_c x rows_s), for the reasons
     sub_c: npt.NDArray[np.int64] | None = None  # full channel index -> sub-grid index
     sub_s: npt.NDArray[np.int64] | None = None
+    p_none: float = 0.0  # P(outcome | x, don't contact): 0 for a model that never saw no-contact decisions
 
 
 def feature_groups(
@@ -124,7 +127,18 @@ def score(grid: Grid, model: Model | None, agg: Aggregate, profile: Profile, now
     sub_c[rows_c] = np.arange(len(rows_c))
     sub_s = np.full(shape[1], -1, dtype=np.int64)
     sub_s[rows_s] = np.arange(len(rows_s))
-    return Scored(p, groups, prediction, sub_c, sub_s)
+    return Scored(p, groups, prediction, sub_c, sub_s, no_contact_score(model, groups))
+
+
+def no_contact_score(model: Model, groups: list[npt.NDArray[np.float64]]) -> float:
+    """P(outcome | x, don't contact) from the grid's groups: the first slot and no message, as training's
+    "don't contact" rows (features.no_contact_row); 0 for a model trained without such rows."""
+    if not model.no_contact:
+        return 0.0
+    cust, _, slot, _ = groups
+    none_ch = np.array([no_contact_channel_features(len(catalogue()))])
+    msg = np.array([message_features(None, ())])
+    return float(model.predict_grid([cust, none_ch, slot[:1], msg]).proba.ravel()[0])
 
 
 def _reasons(model: Model, scored: Scored, picks: Sequence[tuple[int, int, int]]) -> list[list[Reason]]:
@@ -177,7 +191,8 @@ def decide(
     scored = score(grid, model, scoring_history(history), profile, now)
     value = conversion_value(history, s)
     costs = np.array([s.channel_costs.get(c, 0.0) for c in grid.channels])
-    ev = scored.p * value - costs[:, None, None]
+    # Incremental expected value: what contacting adds over not contacting (p_none), in value, minus the cost.
+    ev = (scored.p - scored.p_none) * value - costs[:, None, None]
 
     allowed_flat = np.flatnonzero(grid.allowed.ravel())
     n_allowed = len(allowed_flat)

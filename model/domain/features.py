@@ -220,6 +220,11 @@ def channel_features(agg: Aggregate, channel: int, now: float) -> list[float]:
     ]
 
 
+def no_contact_channel_features(n_channels: int) -> list[float]:
+    """The channel group of "don't contact": its own code (one past the catalogue's), nothing else is known."""
+    return [float(n_channels)] + [math.nan] * (len(CHANNEL_FEATURES) - 1)
+
+
 def local_time(send_ts: float, zone: ZoneInfo) -> datetime:
     return datetime.fromtimestamp(send_ts, UTC).astimezone(zone)
 
@@ -304,4 +309,18 @@ def row(
         + channel_features(agg, channel, send_ts)
         + slot_features(agg, send_ts, zone)
         + message_features(message_id, message_levels)
+    )
+
+
+def no_contact_row(
+    agg: Aggregate, attributes: Mapping[str, str | float], layout: FeatureLayout, now: float, zone: ZoneInfo
+) -> list[float]:
+    """The "don't contact" candidate's row at decision instant `now`: the customer's features, the no-contact
+    channel code, the first send slot's features (the next full hour, as serving's grid starts) and no message."""
+    first = math.ceil(now / 3600.0) * 3600.0
+    return (
+        customer_features(agg, attributes, layout, now)
+        + no_contact_channel_features(len(agg.counts))
+        + slot_features(agg, first, zone)
+        + message_features(None, ())
     )

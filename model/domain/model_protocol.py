@@ -32,6 +32,11 @@ class Model(Protocol):
     @property
     def message_levels(self) -> list[str]: ...
 
+    @property
+    def no_contact(self) -> bool:
+        """Whether the model also scores "don't contact" (it learned from logged no-contact decisions)."""
+        ...
+
     def predict_grid(self, groups: list[npt.NDArray[np.float64]]) -> GridPrediction:
         """P(outcome) of every combination of the groups' rows (customer x channel x slot x message)."""
         ...

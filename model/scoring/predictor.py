@@ -25,6 +25,7 @@ import numpy.typing as npt
 from model.domain.features import CHANNEL_FEATURES, MESSAGE_FEATURES, SLOT_FEATURES, FeatureLayout
 from model.domain.manifest import Manifest
 from model.domain.model_protocol import GridPrediction
+from model.domain.recommend_schemas import NONE_CHANNEL
 from model.domain.settings import AttributeSpec, get_settings
 from model.scoring.tree_scorer import FloatArray, TreeScorer, grid_rows
 
@@ -85,6 +86,10 @@ class LoadedModel:
     @property
     def message_levels(self) -> list[str]:
         return list(self.manifest.levels.get("message", []))
+
+    @property
+    def no_contact(self) -> bool:
+        return NONE_CHANNEL in self.manifest.levels.get("channel", [])
 
     @property
     def widths(self) -> tuple[int, int, int, int]:

@@ -25,8 +25,7 @@ from model.domain.settings import get_settings
 from model.scoring.predictor import LoadedModel, group_widths
 from model.scoring.tree_scorer import TreeScorer
 from training import dataset
-from training.evaluate import expected_value
-from training.ope import policies as pol
+from training.evaluate import model_policy
 from training.records import normalise_touchpoints, profiles_map
 from training.simulate import SimConfig, simulate
 from training.train import train_local
@@ -76,9 +75,8 @@ def test_offline_grid_rules_and_policy_equal_serving() -> None:
     booster = train_local(ts, rounds=30, early_stopping=10, threads=1).booster
     model = _loaded(booster, ts)
     settings = get_settings()
-    costs = np.array([settings.channel_costs.get(n, 0.0) for n in settings.channels])
-    scores = pol.grid_scores(booster, ctx, ts.levels["message"], ts.layout)
-    offline = pol.served(expected_value(scores, ctx, ts.objective, costs), ctx.allowed, settings.exploration_rate)
+    assert ts.no_contact  # the log has no-contact decisions: both sides rank by incremental value
+    offline = model_policy(booster, ts)
 
     tp = normalise_touchpoints(sim["touchpoints"]).sort("ts", "event_id")
     profiles = profiles_map(sim["profiles"])

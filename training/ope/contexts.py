@@ -34,10 +34,10 @@ class Contexts:
     customer_id: list[str]
     decided_at: np.ndarray  # [D]
     propensity: np.ndarray  # [D] logged propensity of the logged action (NaN: unknown)
-    logged_channel: np.ndarray  # [D] catalogue index
+    logged_channel: np.ndarray  # [D] catalogue index, -1 for a logged "don't contact" decision
     logged_slot: np.ndarray  # [D] index into the slot grid, -1 if outside it
     logged_message: np.ndarray  # [D] index into the message levels, -1 if not a level
-    reward: np.ndarray  # [D] attributed conversion value - channel cost of the logged send
+    reward: np.ndarray  # [D] outcome value (window or attributed, as the labels) - channel cost of the logged action
     converted: np.ndarray  # [D] 0/1
     cust: np.ndarray  # [D, Fc] customer features at the decision instant (empty history on a cold start)
     chan: np.ndarray  # [D, C, Fch] channel features at the decision instant
@@ -128,17 +128,18 @@ class ContextBuilder:
         logged_slot = np.where(hit.any(axis=1), hit.argmax(axis=1), -1)
         msg_index = {m: i for i, m in enumerate(self.messages)}
         ch = dec["ch"].to_numpy()
+        none = ch == len(costs)  # a logged "don't contact" decision (holdout, no-send): reward = its outcome
         return Contexts(
             decision_id=dec["decision_id"].to_list(),
             customer_id=dec["customer_id"].to_list(),
             decided_at=dec["decided_at"].to_numpy(),
             propensity=dec["propensity"].cast(pl.Float64).fill_null(np.nan).to_numpy(),
-            logged_channel=ch,
+            logged_channel=np.where(none, -1, ch),
             logged_slot=logged_slot,
             logged_message=np.array([msg_index.get(m, -1) if m is not None else -1 for m in dec["message_id"]])
             if self.messages
             else np.zeros(len(dec), dtype=np.int64),
-            reward=dec["conv_value"].to_numpy() - costs[ch],
+            reward=dec["conv_value"].to_numpy() - np.append(costs, 0.0)[ch],
             converted=(dec["conversions"].to_numpy() > 0).astype(np.float64),
             cust=p["cust"].astype(np.float32),
             chan=p["chan"].astype(np.float32),
