@@ -1,17 +1,19 @@
-"""DynamoDB stream consumer: folds newly inserted touchpoints into each customer's aggregate.
+"""DynamoDB stream consumer: folds newly inserted touchpoints into each customer's aggregate, exactly once.
 
-Records are grouped by customer so each aggregate is read and written once per batch (optimistic
-concurrency in model.adapters.store). Only INSERTs of touchpoint items (SK TP#...) count; a MODIFY of a touchpoint
-(the same event_id written again) is not a new event, and AGG/PROFILE/DEC items are ignored. When a
-customer's update fails, that customer's records are reported as batch item failures; Lambda retries from
-the first of them (bisect on error and an on-failure destination are set in template.yaml). Re-applying a
-customer's events is harmless: the fold de-duplicates by event_id.
+Records are grouped by customer so each aggregate is read and written once per batch. Only INSERTs of
+touchpoint items (SK TP#...) count: a MODIFY of a touchpoint is the aggregator's own `agg_version` mark (a
+touchpoint is never rewritten), and AGG/PROFILE/DEC/ERASED items are ignored. A record is a trigger, not the
+data: its keys name the touchpoint, and `store.fold_touchpoints` folds the item as stored and marks it folded
+in the same transaction that writes the aggregate. So a redelivered, reordered or concurrent record is never
+counted twice, whatever the event's age, and a touchpoint erased since, or any touchpoint of a customer with
+a live erasure tombstone, is not folded at all. When a customer's update fails, its records are reported as
+batch item failures; Lambda retries from the first of them, re-sending other customers' records too, which
+then find their touchpoints marked (bisect on error and an on-failure destination are set in template.yaml).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -21,11 +23,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.common.observability import logger, metrics, pseudonym, tracer
 from model.adapters import store
-from model.adapters.table import SK
+from model.adapters.table import PK, SK, customer_pk, touchpoint_sk
 from model.domain.aggregate import FoldEvent
-from model.domain.catalogue import catalogue
-from model.domain.schemas import EVENT_INDEX
 
+CUSTOMER_PREFIX, TP_PREFIX = customer_pk(""), touchpoint_sk("")
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
 
 
@@ -34,44 +35,64 @@ class AggregateNotUpdatedError(RuntimeError):
 
 
 def fold_event_from_image(image: dict[str, Any]) -> tuple[str, FoldEvent] | None:
-    """(customer_id, FoldEvent) of an inserted touchpoint item, or None for other items."""
+    """(customer_id, FoldEvent) of a touchpoint item's image, or None for other items (or a channel since
+    dropped from the catalogue); raises on a malformed touchpoint image. (The handler folds stored items, not
+    images: this reads an image the way the store reads an item, for replays and tests.)"""
     sk = image.get(SK, {}).get("S", "")
-    if not sk.startswith("TP#"):
+    if not sk.startswith(TP_PREFIX):
         return None
     doc = store.from_image(image)
-    channel = catalogue().index.get(doc["channel"])
-    if channel is None:  # channel since dropped from the catalogue: nothing to count it under
-        return None
-    ts = datetime.fromisoformat(doc["occurred_at"]).timestamp()
-    event = FoldEvent(str(doc["event_id"]), channel, EVENT_INDEX[doc["event_type"]], ts, float(doc.get("value", 0)))
-    return str(doc["customer_id"]), event
+    event = store.fold_event_of_item(doc)
+    return (str(doc["customer_id"]), event) if event is not None else None
 
 
-def _customer(raw: dict[str, Any]) -> tuple[str, FoldEvent] | None:
+def _touchpoint_key(raw: dict[str, Any]) -> tuple[str, str] | None:
+    """(customer_id, event_id) of a record inserting a touchpoint, from its keys (the stored item is the data:
+    the image is not read); None for any other record; raises when a touchpoint record has no usable keys."""
     if raw.get("eventName") != "INSERT":
         return None
-    return fold_event_from_image(raw.get("dynamodb", {}).get("NewImage", {}))
+    keys = raw.get("dynamodb", {}).get("Keys", {})
+    sk = keys.get(SK, {}).get("S", "")
+    if not sk.startswith(TP_PREFIX):
+        return None
+    pk = keys[PK]["S"]
+    if not pk.startswith(CUSTOMER_PREFIX) or len(pk) == len(CUSTOMER_PREFIX) or len(sk) == len(TP_PREFIX):
+        raise ValueError("touchpoint record without a customer or an event id in its keys")
+    return pk.removeprefix(CUSTOMER_PREFIX), sk.removeprefix(TP_PREFIX)
 
 
 def apply_batch(records: list[dict[str, Any]]) -> set[str]:
     """Fold the batch's new touchpoints, one aggregate update per customer; return the failed customers."""
-    by_customer: dict[str, list[FoldEvent]] = defaultdict(list)
+    by_customer: dict[str, list[str]] = defaultdict(list)
     for raw in records:
         try:
-            found = _customer(raw)
-        except (KeyError, TypeError, ValueError):
+            found = _touchpoint_key(raw)
+        except (KeyError, TypeError, ValueError, AttributeError):
             continue  # reported by the record handler below
         if found:
             by_customer[found[0]].append(found[1])
     failed: set[str] = set()
-    for customer_id, events in by_customer.items():
+    folded = skipped = erased = unreadable = 0
+    for customer_id, event_ids in by_customer.items():
         try:
-            store.apply_to_aggregate(customer_id, events)
+            outcome = store.fold_touchpoints(customer_id, event_ids)
         except Exception:
             logger.exception("aggregate update failed", extra={"customer": pseudonym(customer_id)})
             failed.add(customer_id)
-    metrics.add_metric(name="AggregatesUpdated", unit=MetricUnit.Count, value=len(by_customer) - len(failed))
-    metrics.add_metric(name="TouchpointsFolded", unit=MetricUnit.Count, value=sum(map(len, by_customer.values())))
+            continue
+        folded, skipped, unreadable = (
+            folded + outcome.folded,
+            skipped + outcome.skipped,
+            unreadable + outcome.unreadable,
+        )
+        erased += outcome.erased
+    metrics.add_metric(name="AggregatesUpdated", unit=MetricUnit.Count, value=len(by_customer) - len(failed) - erased)
+    metrics.add_metric(name="TouchpointsFolded", unit=MetricUnit.Count, value=folded)
+    metrics.add_metric(name="TouchpointsAlreadyFolded", unit=MetricUnit.Count, value=skipped)
+    if erased:
+        metrics.add_metric(name="ErasedCustomersSkipped", unit=MetricUnit.Count, value=erased)
+    if unreadable:
+        logger.warning("stored touchpoints the fold cannot read", extra={"count": unreadable})
     return failed
 
 
@@ -82,7 +103,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     failed = apply_batch(event.get("Records", []))
 
     def record_handler(record: DynamoDBRecord) -> None:
-        found = _customer(record.raw_event)  # raises on a malformed touchpoint record: reported failed
+        found = _touchpoint_key(record.raw_event)  # raises on a malformed touchpoint record: reported failed
         if found and found[0] in failed:
             raise AggregateNotUpdatedError(f"aggregate of {pseudonym(found[0])} not updated")
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from functions.common.http import create_app, lambda_handler, problem
 from functions.common.observability import logger, metrics, pseudonym
 from model.adapters import store
-from model.adapters.ingest import MAX_BATCH, IngestResult, ingest
+from model.adapters.ingest import ERASED, MAX_BATCH, IngestResult, ingest
 from model.domain.schemas import Profile, Touchpoint
 
 CustomerId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@+\-]+$")]
@@ -90,8 +90,10 @@ def _items(body: bytes) -> list[Any] | JSONResponse:
     "/v1/touchpoints",
     response_model=IngestResult,
     openapi_extra={"requestBody": _BODY},
-    responses={207: {"model": IngestResult, "description": "Some items were rejected; the others were stored"}},
-    summary="Ingest 1..500 touchpoints; each item is stored, reported duplicate, or rejected with its errors",
+    responses={
+        207: {"model": IngestResult, "description": "Some items were rejected or conflicting; the others were stored"}
+    },
+    summary="Ingest 1..500 touchpoints; each item is stored, duplicate, conflict, erased, or rejected with its errors",
 )
 async def post_touchpoints(request: Request) -> Response:
     items = _items(await request.body())
@@ -105,19 +107,29 @@ async def post_touchpoints(request: Request) -> Response:
     metrics.add_metric(name="TouchpointsStored", unit=MetricUnit.Count, value=result.stored)
     metrics.add_metric(name="TouchpointsDuplicate", unit=MetricUnit.Count, value=result.duplicates)
     metrics.add_metric(name="TouchpointsRejected", unit=MetricUnit.Count, value=result.rejected)
+    metrics.add_metric(name="TouchpointsConflict", unit=MetricUnit.Count, value=result.conflicts)
+    metrics.add_metric(name="TouchpointsErased", unit=MetricUnit.Count, value=result.erased)
     if result.rejected == result.received:
         errors = [{"field": f"{r.index}.{e.field}", "reason": e.reason} for r in result.results for e in r.errors]
         return problem(422, "Unprocessable Content", "every touchpoint of the request was rejected", errors)
-    status = 207 if result.rejected else 200
+    status = 207 if result.rejected or result.conflicts else 200
     return JSONResponse(result.model_dump(mode="json"), status_code=status)
 
 
-@router.put("/v1/customers/{customer_id}/profile", response_model=Profile, summary="Set a customer's profile")
-def put_profile(customer_id: CustomerId, profile: Profile) -> Profile:
-    store.put_profile(customer_id, profile)
+@router.put(
+    "/v1/customers/{customer_id}/profile",
+    response_model=Profile,
+    responses={409: {"description": f"The customer was erased less than {store.ERASURE_TOMBSTONE_DAYS} days ago"}},
+    summary="Set a customer's profile",
+)
+def put_profile(customer_id: CustomerId, profile: Profile) -> Response:
+    try:
+        store.put_profile(customer_id, profile)
+    except store.CustomerErasedError:
+        return problem(409, "Conflict", ERASED)
     metrics.add_metric(name="ProfilesSet", unit=MetricUnit.Count, value=1)
     logger.info("profile set", extra={"customer": pseudonym(customer_id)})
-    return profile
+    return JSONResponse(profile.model_dump(mode="json"))
 
 
 @router.get(

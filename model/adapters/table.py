@@ -5,8 +5,12 @@
     C#<customer>  AGG                the feature aggregate (JSON state + version for optimistic locking)
     C#<customer>  PROFILE            the declared profile (time zone, consent, quiet hours, attributes)
     C#<customer>  DEC#<decision_id>  a served decision (policy, propensity) for off-policy evaluation
+    C#<customer>  ERASED             the erasure tombstone (erased_at, TTL): no item of the customer is written
+                                     while it lives
 
-Keying touchpoints by event_id makes writes idempotent: the same event twice is one item.
+Keying touchpoints by event_id makes writes idempotent: the same event twice is one item. A touchpoint is
+written once (conditional on its absence) and never rewritten; the aggregator only adds `agg_version`, the
+version of the aggregate that folded it, in the same transaction that writes that aggregate.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from model.domain.settings import Settings, get_settings
 
 PK, SK, TS, TTL = "PK", "SK", "TS", "expires_at"
 BY_TIME = "by_time"
-AGG_SK, PROFILE_SK = "AGG", "PROFILE"
+AGG_SK, PROFILE_SK, ERASED_SK = "AGG", "PROFILE", "ERASED"
+FOLDED = "agg_version"  # on a touchpoint: the aggregate version that folded it (absent: not folded yet)
 
 
 def customer_pk(customer_id: str) -> str:

@@ -6,8 +6,11 @@ touchpoint log to get each customer's state just before every send. A parity tes
 
 The fold is order-tolerant by construction: counts and histograms commute, recency is a max, the rolling
 send windows and the de-duplication set are pruned relative to the newest event seen (not the wall clock),
-so any arrival order of the same events, with duplicates, yields the same aggregate as long as a duplicate
-arrives within ``DEDUPE_WINDOW`` of the newest event.
+so any arrival order of the same events yields the same aggregate; a repeated event is absorbed only while
+it is within ``DEDUPE_WINDOW`` of the newest event. That window is a convenience for replays (duplicate rows
+in an imported file), not a delivery guarantee: online, each stored touchpoint reaches the fold exactly once
+because the aggregator marks it folded in the transaction that writes the aggregate
+(``model.adapters.store.fold_touchpoints``), whatever its age or how often the stream delivers it.
 
 For throughput (>= 300k events/s on one core) it updates the accumulator in place and returns it, like a
 reducer with an owned accumulator; it touches nothing else and reads no clock.
@@ -24,7 +27,7 @@ from model.domain.schemas import EVENT_INDEX, EVENT_TYPES, Touchpoint
 
 DAY = 86400.0
 CAP_WINDOW = 7 * DAY  # rolling window kept for frequency caps
-DEDUPE_WINDOW = 3 * DAY  # event ids remembered to absorb redeliveries
+DEDUPE_WINDOW = 3 * DAY  # event ids remembered to absorb repeats within a replay (online: exactly-once marks)
 SEEN_MAX = 5000  # hard bound on remembered ids (an abuse guard; normal traffic never reaches it)
 HOURS_PER_WEEK = 168
 HOURS_PER_DAY = 24
@@ -182,7 +185,8 @@ class Aggregate:
 
 
 def fold(agg: Aggregate, ev: FoldEvent) -> Aggregate:
-    """Apply one event to the aggregate (idempotent per event_id within DEDUPE_WINDOW)."""
+    """Apply one event to the aggregate (a repeat of an event_id within DEDUPE_WINDOW of the newest event is
+    ignored; older repeats are the caller's to prevent, as the aggregator does with its folded marks)."""
     event_id, c, e, ts, value = ev
     seen = agg.seen
     if event_id in seen:

@@ -31,7 +31,7 @@ from model.domain.features import (
     slot_feature_rows,
 )
 from model.domain.model_protocol import GridPrediction, Model
-from model.domain.policy import action_probabilities, bau_cell, greedy_cell, holdout_bucket
+from model.domain.policy import action_probabilities, greedy_cell, holdout_bucket
 from model.domain.recommend_schemas import (
     NONE_CHANNEL,
     Policy,
@@ -201,9 +201,8 @@ def decide(
     probs, p_none = action_probabilities(ev, grid.allowed, s.exploration_rate)
 
     if holdout_bucket(req.customer_id) < s.holdout_share:
-        policy = Policy.holdout
-        bau = bau_cell(grid.codes, grid.allowed)
-        chosen = [] if bau is None else [bau]
+        policy = Policy.holdout  # never contacted: what the others earn over it is the measured uplift
+        chosen = []
         propensity = 1.0
     elif n_allowed and rng.random() < s.exploration_rate:
         policy = Policy.explore

@@ -5,9 +5,8 @@ Outside the holdout the policy is epsilon-greedy over the candidates the rules a
 candidate drawn uniformly among the allowed ones. Every logged decision's propensity is therefore exact, and
 offline evaluation scores the whole distribution pi(a | x), not only its argmax.
 
-A deterministic holdout share of customers (by a hash of the customer id) gets business as usual instead:
-the first allowed channel in catalogue order, earliest slot, first message; the holdout measures what the
-model earns.
+A deterministic holdout share of customers (by a hash of the customer id) is never contacted (channel
+"none", propensity 1): what the served customers earn over the holdout is the measured uplift (`nbc uplift`).
 """
 
 from __future__ import annotations
@@ -47,12 +46,3 @@ def action_probabilities(
         return probs, 1.0 - eps
     probs.flat[best] += 1.0 - eps
     return probs, 0.0
-
-
-def bau_cell(codes: list[int], allowed: npt.NDArray[np.bool_]) -> int | None:
-    """Business as usual (the holdout): first allowed channel in catalogue order, earliest slot, first message."""
-    for i in sorted(range(len(codes)), key=lambda i: codes[i]):
-        cells = np.argwhere(allowed[i])
-        if len(cells):
-            return int(np.ravel_multi_index((i, int(cells[0][0]), int(cells[0][1])), allowed.shape))
-    return None

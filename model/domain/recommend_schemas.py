@@ -22,7 +22,7 @@ LATEST_NOW = datetime(2100, 1, 1, tzinfo=UTC)
 class Policy(StrEnum):
     model = "model"  # the model's best expected value
     explore = "explore"  # a uniform draw among allowed candidates (exploration)
-    holdout = "holdout"  # business as usual, for the measured holdout share
+    holdout = "holdout"  # never contacted: the arm the measured uplift is taken against
     cold_start = "cold_start"  # little or no history: population-level scores
     fallback = "fallback"  # no usable model: a transparent heuristic
 

@@ -15,6 +15,9 @@ from moto.server import ThreadedMotoServer
 from model.adapters import aws
 from model.adapters.table import ensure_table
 from model.domain.settings import get_settings
+from nbc.local import moto_fixes
+
+moto_fixes.install()  # before any server starts: fast, atomic TransactWriteItems (see the module)
 
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "local",

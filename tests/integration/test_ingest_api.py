@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from functions.common.http import MAX_BODY_BYTES, PROBLEM
 from functions.ingest.app import handler
@@ -96,10 +97,14 @@ def test_oversized_body_is_413() -> None:
     assert str(MAX_BODY_BYTES) in problem["detail"]
 
 
+def throttled(**kw: Any) -> Any:
+    raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "TransactWriteItems")
+
+
 def test_store_outage_is_503_not_500(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(store, "_sleep", lambda _s: None)
     ddb = aws.client("dynamodb")
-    monkeypatch.setattr(ddb, "batch_write_item", lambda **kw: {"UnprocessedItems": kw["RequestItems"]})
+    monkeypatch.setattr(ddb, "transact_write_items", throttled)
     code, _, problem = call(event("ingest_touchpoints.json"))
     assert code == 503
     assert "retry" in problem["detail"]

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from functions.ingest_queue.app import handler
 from model.adapters import aws, store
@@ -50,10 +51,14 @@ def test_partly_invalid_array_stores_valid_items_and_fails_the_message() -> None
 def test_store_outage_fails_messages_for_redelivery(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(store, "_sleep", lambda _s: None)
     ddb = aws.client("dynamodb")
-    real = ddb.batch_write_item
-    monkeypatch.setattr(ddb, "batch_write_item", lambda **kw: {"UnprocessedItems": kw["RequestItems"]})
+    real = ddb.transact_write_items
+
+    def throttled(**kw: Any) -> Any:
+        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "TransactWriteItems")
+
+    monkeypatch.setattr(ddb, "transact_write_items", throttled)
     ev = event("ingest_queue_sqs.json")
     assert len(handler(ev, LambdaContext())["batchItemFailures"]) == 4  # nothing acknowledged, nothing lost
-    monkeypatch.setattr(ddb, "batch_write_item", real)
+    monkeypatch.setattr(ddb, "transact_write_items", real)
     assert len(handler(ev, LambdaContext())["batchItemFailures"]) == 1  # the redelivery stores them
     assert len(store.query_touchpoints("cust-0102")) == 3

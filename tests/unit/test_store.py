@@ -1,4 +1,5 @@
-"""model.adapters.store against in-process moto: idempotent writes, retries, profile/consent, erasure, aggregate."""
+"""model.adapters.store against in-process moto: idempotent and conditional writes, retries, profile/consent,
+erasure and its tombstone, aggregate."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from model.adapters import aws, store
-from model.adapters.table import AGG_SK, PK, SK, TTL, customer_pk
+from model.adapters.table import AGG_SK, ERASED_SK, PK, SK, TTL, customer_pk
 from model.domain.aggregate import CONVERTED, OPENED, SENT, Aggregate, FoldEvent
 from model.domain.catalogue import catalogue
 from model.domain.schemas import Profile, QuietHours, Touchpoint
@@ -173,42 +174,113 @@ def test_apply_to_aggregate_retries_when_another_writer_wins(
     assert stored == agg
 
 
-def test_erase_customer_deletes_every_item_of_that_customer() -> None:
+def test_erase_customer_deletes_every_item_of_that_customer_and_leaves_a_tombstone() -> None:
     store.put_touchpoints([tp(i) for i in range(60)] + [tp(1, customer="keep")])
     store.put_profile("c1", Profile())
     store.apply_to_aggregate("c1", [FoldEvent("a", EMAIL, SENT, BASE.timestamp())])
-    assert store.erase_customer("c1") == 62
+    assert store.erase_customer("c1", now=BASE) == 62
     assert store.get_state("c1") == (None, None)
     assert store.query_touchpoints("c1") == []
-    assert [i[PK]["S"] for i in table_items()] == ["C#keep"]
+    left = {(i[PK]["S"], i[SK]["S"]): i for i in table_items()}
+    assert set(left) == {("C#keep", "TP#ev-1"), ("C#c1", ERASED_SK)}
+    tombstone = left[("C#c1", ERASED_SK)]
+    assert int(tombstone[TTL]["N"]) == int((BASE + timedelta(days=store.ERASURE_TOMBSTONE_DAYS)).timestamp())
     assert store.erase_customer("c1") == 0
 
 
-def throttle(op: str) -> ClientError:
-    code = "ProvisionedThroughputExceededException"
+def test_nothing_of_an_erased_customer_is_written_while_its_tombstone_lives() -> None:
+    store.put_touchpoints([tp(1), tp(2, event_type="unsubscribed")])
+    store.erase_customer("c1")
+    assert store.put_touchpoints([tp(1), tp(3), tp(3), tp(4, customer="c2")]) == [
+        "erased",
+        "erased",
+        "erased",
+        "stored",
+    ]
+    with pytest.raises(store.CustomerErasedError):
+        store.put_profile("c1", Profile())
+    store.revoke_consent("c1", "email", BASE)  # nothing to close
+    with pytest.raises(store.CustomerErasedError):
+        store.apply_to_aggregate("c1", [FoldEvent("a", EMAIL, SENT, BASE.timestamp())])
+    outcome = store.fold_touchpoints("c1", ["ev-1", "ev-2"])
+    assert (outcome.erased, outcome.folded, outcome.aggregate) == (True, 0, None)
+    assert store.erased_customers(["c1", "c2"]) == {"c1"}
+    assert [i[SK]["S"] for i in table_items() if i[PK]["S"] == "C#c1"] == [ERASED_SK]
+
+
+def test_after_the_tombstone_expires_the_id_is_a_new_customer() -> None:
+    store.put_touchpoints([tp(1)])
+    store.erase_customer("c1", now=datetime.now(UTC) - timedelta(days=store.ERASURE_TOMBSTONE_DAYS, seconds=1))
+    # expired, but DynamoDB's TTL has not deleted it yet: it no longer counts
+    assert any(i[SK]["S"] == ERASED_SK for i in table_items())
+    assert store.put_touchpoints([tp(1)]) == ["stored"]
+    store.put_profile("c1", Profile())
+    assert store.erased_customers(["c1"]) == set()
+
+
+def test_same_event_id_with_another_payload_is_a_conflict_and_the_first_write_stays() -> None:
+    first = tp(1, value=0.0)
+    assert store.put_touchpoints([first]) == ["stored"]
+    paris = tp(1).occurred_at.astimezone(datetime.now().astimezone().tzinfo)
+    assert store.put_touchpoints([tp(1, occurred_at=paris)]) == ["duplicate"]  # same instant, another offset
+    assert store.put_touchpoints([tp(1, event_type="opened"), tp(1)]) == ["conflict", "duplicate"]
+    assert store.put_touchpoints([tp(2), tp(2, channel="sms"), tp(2)]) == ["stored", "conflict", "duplicate"]
+    assert store.query_touchpoints("c1") == [first, tp(2)]
+
+
+@pytest.mark.parametrize("same", [True, False])
+def test_a_concurrent_writer_of_the_same_event_id_is_told_duplicate_or_conflict(
+    monkeypatch: pytest.MonkeyPatch, same: bool
+) -> None:
+    """Both writers read "absent"; the other one's conditional put lands between our read and our write."""
+    ddb = aws.client("dynamodb")
+    real_get = ddb.batch_get_item
+    theirs = tp(1) if same else tp(1, event_type="clicked")
+    raced: list[list[store.Status]] = []
+
+    def read_then_race(**kw: Any) -> Any:
+        resp = real_get(**kw)
+        if not raced:
+            raced.append([])
+            raced[0] = store.put_touchpoints([theirs])
+        return resp
+
+    monkeypatch.setattr(ddb, "batch_get_item", read_then_race)
+    mine = store.put_touchpoints([tp(1), tp(2)])
+    assert raced == [["stored"]]
+    assert mine == ["duplicate" if same else "conflict", "stored"]
+    assert store.query_touchpoints("c1") == [theirs, tp(2)]  # the table keeps the first write
+
+
+def throttle(op: str, code: str = "ProvisionedThroughputExceededException") -> ClientError:
     return ClientError({"Error": {"Code": code, "Message": "slow down"}}, op)
 
 
-def test_no_accepted_touchpoint_is_lost_under_unprocessed_items_and_throttling(
+def cancelled(n: int, code: str = "TransactionConflict") -> ClientError:
+    reasons = [{"Code": code, "Message": "another transaction"}] + [{"Code": "None"}] * (n - 1)
+    return ClientError(
+        {"Error": {"Code": "TransactionCanceledException", "Message": "cancelled"}, "CancellationReasons": reasons},
+        "TransactWriteItems",
+    )
+
+
+def test_no_accepted_touchpoint_is_lost_under_throttling_conflicts_and_unprocessed_keys(
     monkeypatch: pytest.MonkeyPatch, no_sleep: list[float]
 ) -> None:
-    """The real moto client, wrapped: throttles, then processes only part of each batch for a while."""
+    """The real moto client, wrapped: throttles, cancels transactions on conflicts, leaves keys unprocessed."""
     ddb = aws.client("dynamodb")
-    real_write, real_get = ddb.batch_write_item, ddb.batch_get_item
+    real_write, real_get = ddb.transact_write_items, ddb.batch_get_item
     calls = {"write": 0, "get": 0}
 
     def flaky_write(**kw: Any) -> Any:
-        request_items = kw.pop("RequestItems")
         calls["write"] += 1
         if calls["write"] in (1, 4):
-            raise throttle("BatchWriteItem")
-        if calls["write"] <= 8:  # write only the first third, hand back the rest as unprocessed
-            ((table, reqs),) = request_items.items()
-            keep = max(1, len(reqs) // 3)
-            real_write(RequestItems={table: reqs[:keep]}, **kw)
-            rest = reqs[keep:]
-            return {"UnprocessedItems": {table: rest} if rest else {}}
-        return real_write(RequestItems=request_items, **kw)
+            raise throttle("TransactWriteItems")
+        if calls["write"] in (2, 3, 6, 7):
+            raise cancelled(len(kw["TransactItems"]))
+        if calls["write"] == 8:
+            raise throttle("TransactWriteItems", "TransactionConflictException")
+        return real_write(**kw)
 
     def flaky_get(**kw: Any) -> Any:
         request_items = kw.pop("RequestItems")
@@ -223,14 +295,14 @@ def test_no_accepted_touchpoint_is_lost_under_unprocessed_items_and_throttling(
             return resp
         return real_get(RequestItems=request_items, **kw)
 
-    monkeypatch.setattr(ddb, "batch_write_item", flaky_write)
+    monkeypatch.setattr(ddb, "transact_write_items", flaky_write)
     monkeypatch.setattr(ddb, "batch_get_item", flaky_get)
     tps = [tp(i, customer=f"c{i % 7}") for i in range(130)]
     assert store.put_touchpoints(tps) == ["stored"] * 130
     stored = {(i[PK]["S"], i[SK]["S"]) for i in table_items()}
     assert stored == {(customer_pk(t.customer_id), f"TP#{t.event_id}") for t in tps}
     assert calls["write"] > 8  # the faults really happened
-    assert len(no_sleep) >= 9  # and each retry backed off
+    assert len(no_sleep) >= 8  # and each retry backed off
     assert all(0 <= d <= store.MAX_DELAY for d in no_sleep)
 
 
@@ -239,24 +311,33 @@ def test_exhausted_retries_raise_instead_of_losing_items(
 ) -> None:
     ddb = aws.client("dynamodb")
 
-    def always_unprocessed(**kw: Any) -> Any:
-        return {"UnprocessedItems": kw["RequestItems"]}
+    def always_throttled(**kw: Any) -> Any:
+        raise throttle("TransactWriteItems", "ThrottlingException")
 
-    monkeypatch.setattr(ddb, "batch_write_item", always_unprocessed)
-    with pytest.raises(store.StoreUnavailableError, match="unprocessed"):
+    monkeypatch.setattr(ddb, "transact_write_items", always_throttled)
+    with pytest.raises(store.StoreUnavailableError, match="throttled"):
         store.put_touchpoints([tp(1), tp(2)])
     assert len(no_sleep) == store.MAX_ATTEMPTS - 1  # no pointless sleep after the last attempt
     # backoff ceilings grow exponentially: late sleeps may be long, early ones are short
     assert max(no_sleep[:2]) <= store.BASE_DELAY * 2
 
 
+def test_exhausted_batch_write_retries_raise(monkeypatch: pytest.MonkeyPatch, no_sleep: list[float]) -> None:
+    store.put_touchpoints([tp(1), tp(2)])
+    ddb = aws.client("dynamodb")
+    monkeypatch.setattr(ddb, "batch_write_item", lambda **kw: {"UnprocessedItems": kw["RequestItems"]})
+    with pytest.raises(store.StoreUnavailableError, match="unprocessed"):
+        store.erase_customer("c1")
+    assert len(no_sleep) == store.MAX_ATTEMPTS - 1
+
+
 def test_other_client_errors_are_not_retried(monkeypatch: pytest.MonkeyPatch, no_sleep: list[float]) -> None:
     ddb = aws.client("dynamodb")
 
     def invalid(**kw: Any) -> Any:
-        raise ClientError({"Error": {"Code": "ValidationException", "Message": "bad"}}, "BatchWriteItem")
+        raise ClientError({"Error": {"Code": "ValidationException", "Message": "bad"}}, "TransactWriteItems")
 
-    monkeypatch.setattr(ddb, "batch_write_item", invalid)
+    monkeypatch.setattr(ddb, "transact_write_items", invalid)
     with pytest.raises(ClientError):
         store.put_touchpoints([tp(1)])
     assert no_sleep == []
