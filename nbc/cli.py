@@ -1,14 +1,14 @@
-"""`nbc`: the one command line of the product (simulate, train, evaluate, promote, models, serve, openapi, demo)."""
+"""`nbc`: the one command line (simulate, import, train, evaluate, promote, models, uplift, serve, demo, ...)."""
 
 from __future__ import annotations
 
 import typer
 
-from nbc.commands import data, demo, serve, training
+from nbc.commands import data, demo, serve, training, uplift
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 # Each group lives in nbc/commands/; this file only gathers them under one name.
-for sub in (training.app, data.app, serve.app):
+for sub in (training.app, data.app, uplift.app, serve.app):
     app.registered_commands.extend(sub.registered_commands)
 app.command("demo")(demo.demo)
 
