@@ -159,7 +159,7 @@ def train(
             )
             raise typer.Exit(2) from None
     _summary(result.version, result.report, result.store.path_of(result.version, "report.html"))
-    console.print(f"model: {result.report.get('training', {}).get('model', '-')}", highlight=False)
+    console.print(f"model: {result.report.get('training', {}).get('model', '-')}", highlight=False, soft_wrap=True)
 
 
 def pipeline_steps() -> tuple[str, ...]:

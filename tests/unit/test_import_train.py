@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from model.domain.settings import reload_settings
+from model.domain.settings import reload_settings, use_config
 from nbc.cli import app
 from tests.unit.test_import import CAMPAIGN_HEADER, CAMPAIGN_MAPPING, campaign_rows, write_csv
+from training import dataset, sources, train
+from training.importer.core import parse_as_of
 
 
 @pytest.fixture(autouse=True)
@@ -60,16 +62,38 @@ def test_campaign_response_table_imports_and_trains(tmp_path: Path) -> None:
     assert "rows read" in out  # quality.json printed at the start of training
     assert "dataset: started" in out
     assert "train: done" in out
-    assert "model: direct (the training sends have no clicks, so no funnel)" in out
+    assert "model: direct" in out  # the report's last line says which model was trained
     (version,) = [p for p in (tmp_path / "models").iterdir() if p.is_dir()]
     report = json.loads((version / "report.json").read_text())
     assert report["training"]["model"].startswith("direct")
+    assert "no funnel" in report["training"]["model"]
     assert report["training"]["rows_train"] > 0
     manifest = json.loads((version / "manifest.json").read_text())
     assert "mobile_call" in manifest["channels"]
     assert "attr_age" in manifest["features"]
     assert "attr_job" in manifest["features"]
     assert "Model: direct" in (version / "report.html").read_text()
+
+
+def test_the_funnel_needs_clicks(tmp_path: Path) -> None:
+    """Attributed labels on data without clicks: the direct model, and the result says why."""
+    src, mapping = _campaign(tmp_path, n=300)
+    data = _import(tmp_path, src, mapping, "--as-of", "2026-03-20")
+    use_config(data / "nbc.toml")
+    s = sources.load(str(data))
+    ts = dataset.build(
+        s.touchpoints,
+        s.profiles,
+        None,
+        split="customer",
+        as_of=parse_as_of("2026-03-20").timestamp(),
+        labels="attributed",
+        max_contexts=20,
+    )
+    assert not train.has_clicks(ts)
+    result = train.train_funnel(ts, params={"num_threads": 1})
+    assert result.engine == "local"
+    assert result.model == "direct (the training sends have no clicks, so no funnel)"
 
 
 def test_source_failures_are_one_line_with_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
