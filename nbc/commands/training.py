@@ -91,8 +91,9 @@ def train(
     """Build the point-in-time training set, train LightGBM, evaluate, and publish a versioned model.
 
     Your own history: `nbc import` it first (docs/own-history.md). Channels beyond the catalogue and customer
-    attributes are declared in nbc.toml ([channels] name = cost, [attributes] name = "numeric" | "categorical";
-    NBC_CONFIG names other files); a folder written by `nbc import` carries its own DIR/nbc.toml, read here.
+    attributes are declared in nbc.toml (a channels table: name = cost; an attributes table: name = "numeric" or
+    "categorical"; NBC_CONFIG names other files); a folder written by `nbc import` carries its own DIR/nbc.toml,
+    read here.
     """
     from lightgbm.basic import LightGBMError
     from rich.markup import escape
