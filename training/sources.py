@@ -179,7 +179,10 @@ class _Collector:
     def sources(self, origin: str) -> Sources:
         tables = {k: pa.Table.from_pylist(v, schema=_SCHEMAS[k]) for k, v in self.rows.items()}
         if tables["touchpoints"].num_rows == 0:
-            raise SourceError(f"no touchpoints found in {origin}")
+            raise SourceError(
+                f"no touchpoints found in {origin}: send them to the API (POST /v1/touchpoints) or import your "
+                "history with `nbc import SOURCE --out DIR` and train on DIR"
+            )
         return Sources(
             tables["touchpoints"],
             tables["profiles"] if tables["profiles"].num_rows else None,

@@ -388,3 +388,28 @@ def test_cli_import_prints_the_quality_table_and_exit_codes(tmp_path: Path) -> N
     assert res.exit_code == 2
     assert "no rows" in res.output
     assert "Traceback" not in res.output
+
+
+def test_a_folder_in_the_project_layout_round_trips(tmp_path: Path) -> None:
+    """A simulation's folder (touchpoints, profiles, decisions) imports unchanged: nothing dropped, same rows."""
+    from training.simulate import SimConfig, simulate, write
+
+    sim = write(simulate(SimConfig(customers=40, days=12, seed=4)), tmp_path / "sim")
+    before = sources.load(str(sim))
+    q = run(
+        [str(sim / "touchpoints.parquet"), str(sim / "profiles.parquet"), str(sim / "decisions.parquet")],
+        Options(out=tmp_path / "out"),
+    ).quality
+    after = sources.load(str(tmp_path / "out"))
+    assert q["dropped"] == {}
+    assert q["rows_kept"] == before.touchpoints.num_rows == after.touchpoints.num_rows
+    assert before.profiles is not None
+    assert after.profiles is not None
+    assert before.decisions is not None
+    assert after.decisions is not None
+    assert q["profiles"] == before.profiles.num_rows == after.profiles.num_rows
+    assert q["decisions"] == before.decisions.num_rows == after.decisions.num_rows
+    assert profiles_map(after.profiles) == profiles_map(before.profiles)
+    a = normalise_touchpoints(before.touchpoints).sort("event_id")
+    b = normalise_touchpoints(after.touchpoints).sort("event_id")
+    assert a.equals(b)
