@@ -90,7 +90,6 @@ def test_d6_profile_numbers_out_of_the_store_range_are_rejected(http: httpx.Clie
     assert resp.status_code == 422, resp.text
 
 
-@in_parallel("D7")
 def test_d7_erasure_right_after_ingest_is_final(server: LiveServer, http: httpx.Client) -> None:
     cid = customer("d7")
     stored = http.post(
@@ -103,7 +102,6 @@ def test_d7_erasure_right_after_ingest_is_final(server: LiveServer, http: httpx.
     assert aggregate_counts(server, cid) is None, "the aggregate came back after the erasure"
 
 
-@in_parallel("D8")
 def test_d8_a_conflicting_payload_for_a_stored_event_id_is_a_conflict(http: httpx.Client) -> None:
     cid = customer("d8")
     first = http.post("/v1/touchpoints", json=[_touchpoint(cid, f"{cid}-e", "2026-11-20T09:00:00Z")])

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from model.adapters import aws
+from model.adapters import aws, store
 from model.adapters.decision_log import import_decisions, log_decisions
 from model.adapters.table import customer_pk
 from model.domain.decide import decide
@@ -61,3 +61,16 @@ def test_imported_decisions_use_the_same_fields() -> None:
     assert float(d0["propensity"]["N"]) == 0.25
     assert datetime.fromisoformat(d0["send_at"]["S"]) == NOW
     assert int(d0["expires_at"]["N"]) > NOW.timestamp()
+
+
+def test_decisions_about_erased_customers_are_not_stored() -> None:
+    store.erase_customer("c-gone")
+    served = [
+        decide(RecommendationRequest(customer_id=c, now=NOW), None, None, None) for c in ("c-gone", "c-3", "c-gone")
+    ]
+    assert log_decisions(served) == 1
+    assert items("c-gone") == []
+    assert len(items("c-3")) == 1
+    rows = [{"decision_id": f"x{i}", "customer_id": c, "decided_at": NOW} for i, c in enumerate(["c-gone", "c-4"])]
+    assert import_decisions(rows) == 1
+    assert items("c-gone") == []

@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 
 from model.adapters import aws, store
 from model.adapters.table import AGG_SK, ERASED_SK, PK, SK, TTL, customer_pk
-from model.domain.aggregate import CONVERTED, OPENED, SENT, Aggregate, FoldEvent
+from model.domain.aggregate import CONVERTED, OPENED, SENT, Aggregate, FoldEvent, fold_event, replay
 from model.domain.catalogue import catalogue
 from model.domain.schemas import Profile, QuietHours, Touchpoint
 from model.domain.settings import get_settings
@@ -341,3 +341,21 @@ def test_other_client_errors_are_not_retried(monkeypatch: pytest.MonkeyPatch, no
     with pytest.raises(ClientError):
         store.put_touchpoints([tp(1)])
     assert no_sleep == []
+
+
+def test_fold_touchpoints_folds_each_stored_touchpoint_once_across_transactions() -> None:
+    tps = [tp(i, event_type="sent" if i % 3 else "opened") for i in range(150)]  # > 98: two transactions
+    store.put_touchpoints(tps)
+    ids = [t.event_id for t in tps] + ["never-stored"]
+    first = store.fold_touchpoints("c1", ids)
+    assert (first.folded, first.skipped, first.erased) == (150, 1, False)
+    item = aws.client("dynamodb").get_item(
+        TableName=get_settings().table_name, Key={PK: {"S": customer_pk("c1")}, SK: {"S": AGG_SK}}
+    )["Item"]
+    assert item["version"]["N"] == "2"
+    marks = {i[SK]["S"]: i["agg_version"]["N"] for i in table_items() if i[SK]["S"].startswith("TP#")}
+    assert sorted(set(marks.values())) == ["1", "2"]
+    again = store.fold_touchpoints("c1", list(reversed(ids)))  # a redelivery, in another order
+    assert (again.folded, again.skipped) == (0, 151)
+    expected = replay(sorted((fold_event(t) for t in tps), key=lambda e: e.ts))
+    assert first.aggregate == again.aggregate == store.get_state("c1")[0] == expected
