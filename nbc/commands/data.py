@@ -50,6 +50,8 @@ def quality_tables(q: dict[str, Any], title: str) -> list[Table]:
     summary.add_row("profiles", f"{_count(q.get('profiles', 0))} ({_count(q.get('profile_attributes', 0))} attributes)")
     if q.get("decisions"):
         summary.add_row("decisions", _count(q["decisions"]))
+    if q.get("empty_columns"):
+        summary.add_row("[yellow]columns without a value[/yellow]", escape(", ".join(q["empty_columns"])))
     tables = [summary]
     if dropped:
         drops = Table(title="Dropped (every one counted; examples in quality.json)", title_justify="left")

@@ -349,6 +349,19 @@ def test_mapping_errors_name_the_fix(tmp_path: Path) -> None:
         run([str(src)], Options(out=tmp_path / "out"))
 
 
+def test_every_column_a_mapping_names_must_exist(tmp_path: Path) -> None:
+    rows, _ = planted_rows(40)
+    src = write_csv(tmp_path / "e.csv", rows)
+    columns = "".join(f'{c} = "{c}"\n' for c in HEADER if c != "value") + 'value = "amount"\n'
+    (tmp_path / "m.toml").write_text("[columns]\n" + columns)
+    with pytest.raises(SourceError, match=r"lacks column\(s\) amount \(value\)"):
+        run([str(src)], Options(out=tmp_path / "out", mapping=load(tmp_path / "m.toml")))
+    # NDJSON has no header: a mapped key that no line holds is reported, not silently empty.
+    (tmp_path / "e.ndjson").write_text("".join(json.dumps(dict(zip(HEADER, r, strict=True))) + "\n" for r in rows))
+    q = run([str(tmp_path / "e.ndjson")], Options(out=tmp_path / "out", mapping=load(tmp_path / "m.toml"))).quality
+    assert q["empty_columns"] == ["amount (value)"]
+
+
 def test_config_file_declares_channels_and_attributes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "nbc.toml").write_text(
         "attribution_window_days = 14\n[channels]\nwhatsapp = 0.004\nemail = 0.003\n"

@@ -178,7 +178,7 @@ class Importer:
         self.dec_path = out / ".decisions.parquet.part"
         self.dec_writer: pq.ParquetWriter | None = None
         self.profiles: dict[str, dict[str, Any]] = {}  # customer -> Profile fields (attributes: raw values)
-        self.required_seen: dict[str, bool] = {}
+        self.columns_seen: dict[str, bool] = {}
         self.first_row = 0  # of the batch being read
         self.progress: Progress | None = None
 
@@ -239,9 +239,9 @@ class Importer:
         for text, msg in batch.unreadable:
             self.q.touchpoints += 1
             self.q.drop("unreadable_row", {"source": source, "raw": text, "error": msg})
-        for src, _fld in self.m.required_columns().items():
-            if src in df.columns and not self.required_seen.get(src):
-                self.required_seen[src] = bool(df[src].is_not_null().any())
+        for src in self.m.uses():
+            if src in df.columns and not self.columns_seen.get(src):
+                self.columns_seen[src] = bool(df[src].is_not_null().any())
         rules: list[Derive | None] = list(self.m.derive) or [None]
         for k, rule in enumerate(rules):
             projected = self._project(df, batch.first_row, rule)
@@ -574,10 +574,13 @@ def _wanted(role: str, m: Mapping, explicit: bool) -> list[str]:
     return m.source_columns() if explicit else list(TOUCHPOINT_COLUMNS)
 
 
-def _check_columns(sf: readers.SourceFile, m: Mapping, names: list[str] | None) -> None:
+def _check_columns(sf: readers.SourceFile, m: Mapping, names: list[str] | None, explicit: bool) -> None:
+    """Every column a mapping names must be in the file (a typo would silently empty a field); without a
+    mapping, the fields a touchpoint cannot do without."""
     if names is None:
         return
-    missing = {src: fld for src, fld in m.required_columns().items() if src not in names}
+    wanted = m.uses() if explicit else m.required_columns()
+    missing = {src: use for src, use in wanted.items() if src not in names}
     if missing:
         listed = ", ".join(f"{src} ({fld})" for src, fld in missing.items())
         raise SourceError(
@@ -606,7 +609,7 @@ def run(sources: list[str], opts: Options) -> ImportResult:
             before = q.rows_read
             wanted = _wanted(sf.role, m, explicit)
             if sf.role == "touchpoints":
-                _check_columns(sf, m, readers.columns(sf))
+                _check_columns(sf, m, readers.columns(sf), explicit)
             for batch in readers.batches(sf, wanted):
                 if sf.role == "touchpoints":
                     imp.touchpoints(batch, sf.name)
@@ -616,13 +619,15 @@ def run(sources: list[str], opts: Options) -> ImportResult:
                 else:
                     imp.decision_rows(batch, sf.name)
             q.sources.append({"uri": sf.uri, "role": sf.role, "format": sf.fmt, "rows": q.rows_read - before})
-        never = [f"{src} ({fld})" for src, fld in m.required_columns().items() if not imp.required_seen.get(src)]
+        never = [f"{src} ({fld})" for src, fld in m.required_columns().items() if not imp.columns_seen.get(src)]
         if q.touchpoints and never and q.rows_kept == 0:
             raise SourceError(
                 f"column(s) {', '.join(never)} never hold a value in the touchpoint rows: "
                 "map the right columns with --mapping FILE"
             )
         profiles, levels = imp.finish_profiles()
+        if q.touchpoints and explicit:
+            q.empty_columns = [f"{src} ({use})" for src, use in m.uses().items() if not imp.columns_seen.get(src)]
     finally:
         imp.close()
     attrs = {a.name: {"kind": a.kind, "levels": list(a.levels) or levels.get(a.name, [])} for a in m.attributes}

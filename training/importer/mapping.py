@@ -110,6 +110,20 @@ class Mapping:
                 cols.append(rule.value)
         return list(dict.fromkeys(cols))
 
+    def uses(self) -> dict[str, str]:
+        """source column -> what the mapping takes from it (for messages)."""
+        out: dict[str, str] = {}
+        for fld, col in self.columns.items():
+            out.setdefault(col, fld)
+        for a in self.attributes:
+            out.setdefault(a.column, f"attribute {a.name}")
+        for i, rule in enumerate(self.derive):
+            if rule.when_column:
+                out.setdefault(rule.when_column, f"[[derive]] rule {i + 1}")
+            if isinstance(rule.value, str):
+                out.setdefault(rule.value, f"[[derive]] rule {i + 1} value")
+        return out
+
     def required_columns(self) -> dict[str, str]:
         """source column -> the project field it fills, for the fields a touchpoint cannot do without."""
         return {self.columns[f]: f for f in REQUIRED if f in self.columns}

@@ -54,6 +54,7 @@ class Quality:
     profile_attributes: int = 0
     decisions: int = 0
     declared: dict[str, Any] = field(default_factory=dict)
+    empty_columns: list[str] = field(default_factory=list)  # mapped columns without a value in any row
 
     def drop(self, reason: str, example: dict[str, Any] | None = None, n: int = 1) -> None:
         self.dropped[reason] += n
@@ -94,6 +95,7 @@ class Quality:
             "profile_attributes": self.profile_attributes,
             "decisions": self.decisions,
             "declared": self.declared,
+            "empty_columns": self.empty_columns,
         }
 
 
