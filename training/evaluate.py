@@ -144,14 +144,33 @@ def unsupported(ts: TrainingSet) -> dict[str, list[str]]:
     }
 
 
+def model_policy(
+    booster: Any, ts: TrainingSet, encode_levels: list[str] | None = None, no_contact: bool | None = None
+) -> pol.PolicyDist:
+    """The policy serving would run with this booster on the held-out decisions: compiled scores, expected value
+    as `decide` ranks candidates, epsilon-greedy with the configured exploration. `encode_levels`: the booster's
+    own message levels when it is another version than the one the training set was built for (the gate);
+    `no_contact`: whether the booster scores "don't contact" (default: the training set's)."""
+    ctx = ts.contexts
+    assert ctx is not None
+    scores = pol.grid_scores(booster, ctx, ts.levels["message"], ts.layout, encode_levels)
+    if ts.no_contact if no_contact is None else no_contact:
+        # Incremental: what contacting adds over P(outcome | x, don't contact), as decide ranks.
+        scores = scores - pol.no_contact_scores(booster, ctx, ts.layout)[:, None, None, None]
+    ev = expected_value(scores, ctx, ts.objective, _costs())
+    return pol.served(ev, ctx.allowed, get_settings().exploration_rate)
+
+
+def true_value(dist: pol.PolicyDist, true_ev: np.ndarray) -> float:
+    """Exact value of a policy under the oracle: sum over the grid of pi x incremental value, averaged."""
+    return float((dist.cells * true_ev).reshape(len(true_ev), -1).sum(axis=1).mean())
+
+
 def policy_distributions(booster: Any, ts: TrainingSet, oracle_ev: np.ndarray | None) -> dict[str, pol.PolicyDist]:
     """The model's served policy and the baselines, as distributions over each decision's grid."""
     ctx = ts.contexts
     assert ctx is not None
-    costs = _costs()
-    scores = pol.grid_scores(booster, ctx, ts.levels["message"], ts.layout)
-    ev = expected_value(scores, ctx, ts.objective, costs)
-    out = {"model": pol.served(ev, ctx.allowed, get_settings().exploration_rate), "random": pol.uniform(ctx.allowed)}
+    out = {"model": model_policy(booster, ts), "random": pol.uniform(ctx.allowed)}
     ch_pref, hour_pref, msg_pref = _training_preferences(ts)
     out["global_best"] = pol.rule_policy(ctx, np.broadcast_to(ch_pref, ctx.consent.shape), hour_pref, msg_pref)
     tie = 1e-6 * ch_pref.argsort().argsort()  # break ties (and "no engagement") by the global ranking
@@ -208,10 +227,15 @@ class LoggedDecisions:
             p_embed=self.p_embed,
         )
 
-    def on_policy_terms(self) -> dict[str, ope.Terms]:
-        """The logging policy itself: every weighted estimator is the observed mean reward."""
+    def on_policy_terms(self, same_support: bool = False) -> dict[str, ope.Terms]:
+        """The logging policy itself: every weighted estimator is the observed mean reward.
+
+        same_support: the full-action estimators (ips, snips, dr, sndr) use only the decisions with a logged
+        propensity, as they do for a target policy (a paired difference then compares the same decisions)."""
         one = np.ones(len(self.rows))
-        return ope.terms_all(self.reward, one, one, self.q_logged, self.q_logged, pi_embed=one, p_embed=one)
+        known = np.where(np.isfinite(self.pscore) & (self.pscore > 0), 1.0, np.nan) if same_support else one
+        embed = np.where(np.isfinite(self.p_embed), 1.0, np.nan) if same_support else one
+        return ope.terms_all(self.reward, known, one, self.q_logged, self.q_logged, pi_embed=one, p_embed=embed)
 
 
 def _subset(ctx: Contexts, idx: np.ndarray) -> Contexts:
@@ -236,7 +260,7 @@ def evaluate_policies(
     logged = LoggedDecisions(ts, ctx)
     idx = ope.bootstrap_indices(d, ope.N_BOOT, seed)
     terms = {name: logged.terms(dist) for name, dist in dists.items()}
-    terms["logging"] = logged.on_policy_terms()
+    terms["logging"] = logged.on_policy_terms(same_support=logged.propensities == "partial")
     estimates = {name: _estimates(t, idx) for name, t in terms.items()}
     lead = ope.lead_estimator(estimates["model"])
     results: dict[str, dict[str, Any]] = {}
@@ -250,7 +274,7 @@ def evaluate_policies(
         }
         if true_ev is not None:
             if name in dists:
-                res["true_value"] = float((dists[name].cells * true_ev).reshape(d, -1).sum(axis=1).mean())
+                res["true_value"] = true_value(dists[name], true_ev)
             else:  # the logged actions
                 res["true_value"] = float(logged.pick(true_ev)[logged.in_grid].mean())
         results[name] = res

@@ -90,6 +90,16 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def source_uri(source: str | sources.Sources) -> str | None:
+    """The training source as the manifest records it (the promotion gate's default held-out source): an absolute
+    path for a local file or folder, the URI otherwise; None for data handed over in memory."""
+    if not isinstance(source, str):
+        return None
+    if "://" in source or source.startswith(("table:", "ddb:")):
+        return source
+    return str(Path(source).resolve())
+
+
 def _window(ts: dataset.TrainingSet) -> tuple[datetime, datetime]:
     sel = np.isin(ts.split, ["train", "valid"])
     send_ts = ts.meta["send_ts"].to_numpy()[sel]
@@ -187,6 +197,7 @@ def run(source: str | sources.Sources, store_uri: str, opts: Options, step: Step
         metrics=metrics,
         policy_value=evaluate.policy_value_summary(rep),
         code_version=code_version(),
+        source=source_uri(source),
         files={
             "lightgbm": "model.txt",
             "report_json": "report.json",

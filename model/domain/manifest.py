@@ -43,6 +43,7 @@ class Manifest(BaseModel):
     metrics: dict[str, float] = Field(default_factory=dict)
     policy_value: dict[str, float] = Field(default_factory=dict)  # e.g. {"model_snips": ...}
     code_version: str = "unknown"
+    source: str | None = None  # the training data (URI): the promotion gate's default held-out source
     files: dict[str, str] = Field(default_factory=dict)  # logical name -> file name, e.g. lightgbm -> model.txt
 
     def check_hash(self) -> bool:

@@ -8,7 +8,6 @@ ask it for recommendations -> print what the model is worth against the baseline
 from __future__ import annotations
 
 import json
-import math
 import os
 import threading
 import time
@@ -148,44 +147,6 @@ def api_server() -> Iterator[str]:
         thread.join(timeout=10)
 
 
-def _num(value: Any, fmt: str = ".4f") -> str:
-    """A number for a table cell; '-' where there is none (null, or NaN when no logged action matched)."""
-    return format(value, fmt) if isinstance(value, int | float) and math.isfinite(value) else "-"
-
-
-def _policy_table(report: dict[str, Any]) -> Table:
-    policies: dict[str, dict[str, Any]] = report.get("policies", {})
-    oracle = policies.get("oracle", {}).get("true_value")
-    table = Table(
-        title="Policy value on the held-out period (net value per decision)",
-        caption="true value: exact, under the simulator's oracle. SNIPS: the off-policy estimate from logged "
-        "propensities, as on real data; it rests on the logged decisions whose action the policy would have taken "
-        "(matched), few at this size for a deterministic policy, hence the wide intervals.",
-    )
-    for col, justify in [
-        ("policy", "left"),
-        ("SNIPS (off-policy)", "right"),
-        ("95% CI", "right"),
-        ("matched", "right"),
-        ("true value", "right"),
-        ("% of oracle", "right"),
-    ]:
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
-    for name, pol in sorted(policies.items(), key=lambda kv: -(kv[1].get("true_value") or -1e9)):
-        ci = pol.get("snips_ci") or [None, None]
-        true = pol.get("true_value")
-        share = 100 * true / oracle if isinstance(true, int | float) and oracle else None
-        table.add_row(
-            name,
-            _num(pol.get("snips")),
-            f"[{_num(ci[0])}, {_num(ci[1])}]" if _num(ci[0]) != "-" else "-",
-            _num(pol.get("matches"), ",d") if isinstance(pol.get("matches"), int) else "-",
-            _num(true),
-            f"{_num(share, '.1f')}%" if share is not None else "-",
-        )
-    return table
-
-
 def _recommendation_table(answers: list[dict[str, Any]]) -> Table:
     table = Table(title="Recommendations from POST /v1/recommendations")
     for col in ("customer", "policy", "channel", "send at (local)", "message", "p_convert", "EV", "why"):
@@ -209,9 +170,10 @@ def _recommendation_table(answers: list[dict[str, Any]]) -> Table:
 
 
 def run(customers: int, days: int, seed: int, workdir: Path) -> dict[str, Any]:
-    from nbc.commands.training import pipeline_steps
+    from nbc.commands.training import pipeline_steps, print_policy_value
     from training import pipeline
     from training.promote import PromotionRefusedError, promote
+    from training.report import fmt
     from training.simulate import SimConfig, simulate, write
     from training.sources import export_table
 
@@ -249,10 +211,14 @@ def run(customers: int, days: int, seed: int, workdir: Path) -> dict[str, Any]:
             opts = pipeline.Options(simulated_truth=str(workdir / "sim" / "truth.json"))
             result = pipeline.run(export, str(store_dir), opts, step)
             task = progress.add_task("compile + promote (gate)", total=1)
-            try:
+            try:  # the paired gate, on the held-out period of the export it trained on
                 promoted = promote(result.store, result.version).message
-            except PromotionRefusedError as refused:  # a later run's model may lose to the champion
-                promoted = str(refused)
+            except PromotionRefusedError as refused:
+                if result.store.current() is None:  # the API needs a model: promote it anyway, and say so
+                    promote(result.store, result.version, force=True)
+                    promoted = f"{refused}\nThe demo promotes it anyway (--force) so that the API has a model to serve."
+                else:  # a later run's model may lose to the champion
+                    promoted = str(refused)
             progress.advance(task)
 
         sample = [str(c) for c in sim["profiles"].column("customer_id").to_pylist()[:5]]
@@ -268,9 +234,9 @@ def run(customers: int, days: int, seed: int, workdir: Path) -> dict[str, Any]:
         f"Ingested {counts['stored']:,} touchpoints ({counts['duplicate']:,} duplicates, "
         f"{counts['rejected']:,} rejected) for {customers:,} customers over {days} days."
     )
-    console.print(_policy_table(result.report))
+    print_policy_value(result.report, "Policy value on the held-out period (net value per decision)")
     metrics = result.report.get("metrics", {})
-    console.print(f"AUC {metrics.get('auc', float('nan')):.3f}, log loss {metrics.get('logloss', float('nan')):.4f}")
+    console.print(f"AUC {fmt(metrics.get('auc'))}, log loss {fmt(metrics.get('logloss'), '.4f')}", highlight=False)
     console.print(f"Promotion: {promoted}")
     console.print(_recommendation_table(answers))
     console.print(f"HTML report: {result.store.path_of(result.version, 'report.html')}")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -167,29 +168,59 @@ def pipeline_steps() -> tuple[str, ...]:
     return ("load", "dataset", "train", "evaluate", "publish")
 
 
-def _summary(version: str, report: dict[str, object], html_path: str) -> None:
-    metrics = report.get("metrics", {})
-    assert isinstance(metrics, dict)
-    table = Table(title=f"Model {version}")
-    table.add_column("policy")
-    for col in ("SNIPS", "95% CI", "true value", "% of oracle"):
-        table.add_column(col, justify="right")
-    policies = report.get("policies", {})
-    assert isinstance(policies, dict)
-    for name, res in policies.items():
-        ci = res.get("snips_ci", [float("nan")] * 2)
-        share = res.get("share_of_oracle")
-        table.add_row(
-            name,
-            f"{res.get('snips', float('nan')):.3f}",
-            f"[{ci[0]:.3f}, {ci[1]:.3f}]",
-            f"{res['true_value']:.3f}" if "true_value" in res else "-",
-            f"{100 * share:.1f}%" if share is not None else "-",
+def policy_table(report: dict[str, Any], title: str) -> Table:
+    """Every policy by every off-policy estimator, side by side: value, 95% interval, "ESS / matched"; the lead
+    estimator in bold; the true value beside them on simulated data. Nulls print as n/a."""
+    from training.report import cell, estimator_label, estimators_in, fmt, has_truth, lead, num
+
+    ests = estimators_in(report)
+    truth = has_truth(report)
+    table = Table(title=title, box=box.SIMPLE_HEAD, show_lines=False, padding=(0, 1))
+    table.add_column("policy", no_wrap=True)
+    for e in ests:
+        table.add_column(
+            estimator_label(report, e), justify="right", no_wrap=True, style="bold" if e == lead(report) else None
         )
-    console.print(table)
+    if truth:
+        table.add_column("true value", justify="right", no_wrap=True)
+        table.add_column("% oracle", justify="right", no_wrap=True)
+    policies = report.get("policies") or {}
+    for name, res in policies.items():
+        res = res or {}
+        cells = ["\n".join(cell((res.get("estimates") or {}).get(e), compact=True)) for e in ests]
+        if truth:
+            share = num(res.get("share_of_oracle"))
+            cells += [fmt(res.get("true_value")), "n/a" if share is None else f"{100 * share:.1f}%"]
+        table.add_row(str(name), *cells)
+    return table
+
+
+def print_policy_value(report: dict[str, Any], title: str, out: Console | None = None) -> None:
+    """The policy table and the plain notes on how far to trust it (propensities, lead, never-tried actions)."""
+    from training.report import has_truth, ope_notes
+
+    out = out or Console(width=max(console.width, 160))  # seven estimators side by side need room, also piped
+    out.print(policy_table(report, title))
+    out.print(
+        "Cells: value, [95% bootstrap interval], effective sample size/matched decisions. Net value per held-out "
+        "decision (attributed conversion value - channel cost); n/a = not computable."
+        + (" True value: exact under the simulator's oracle (incremental)." if has_truth(report) else ""),
+        highlight=False,
+    )
+    for note in ope_notes(report):
+        out.print(f"- {note}", highlight=False)
+
+
+def _summary(version: str, report: dict[str, Any], html_path: str) -> None:
+    from training.report import fmt
+
+    metrics = report.get("metrics") or {}
+    print_policy_value(report, f"Model {version}: policy value on held-out decisions")
     console.print(
-        f"AUC {metrics.get('auc', float('nan')):.4f}  log loss {metrics.get('logloss', float('nan')):.4f}  "
-        f"ECE {metrics.get('ece', float('nan')):.4f}   report: {html_path}"
+        f"AUC {fmt(metrics.get('auc'), '.4f')}  log loss {fmt(metrics.get('logloss'), '.4f')}  "
+        f"ECE {fmt(metrics.get('ece'), '.4f')}   report: {html_path}",
+        highlight=False,
+        soft_wrap=True,
     )
 
 
@@ -197,20 +228,55 @@ def _summary(version: str, report: dict[str, object], html_path: str) -> None:
 def promote(
     store: Annotated[str | None, typer.Option(help="Model store: folder or s3://bucket/prefix")] = None,
     version: Annotated[str | None, typer.Option(help="Challenger version (default: the newest)")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Promote even if the challenger is worse")] = False,
+    source: Annotated[
+        str | None,
+        typer.Option(help="Logs to judge on (their newest period): default the challenger's training source"),
+    ] = None,
+    max_decisions: Annotated[int, typer.Option(min=1, help="Held-out decisions to score both models on")] = 5000,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Evaluate and decide, change nothing")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the gate's decision and numbers as JSON")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Skip the gate and promote (rollback)")] = False,
 ) -> None:
-    """Move CURRENT to the challenger if its held-out policy value is not worse than the champion's."""
+    """Move CURRENT to the challenger if, on the same held-out logged decisions, the 95% lower bound of its paired
+    difference with the champion and with the logging policy is >= 0 (docs/ope.md). Exit 1 when refused."""
     from model.adapters.registry import ModelStore, StoreError
+    from model.domain.settings import use_config
     from training.promote import PromotionRefusedError
     from training.promote import promote as run_promotion
+    from training.sources import SourceError
 
     model_store = ModelStore.from_uri(store or get_settings().model_store)
     try:
-        result = run_promotion(model_store, version, force=force)
-    except (PromotionRefusedError, StoreError) as err:
-        console.print(f"[red]{err}[/red]")
+        chosen = source
+        if chosen is None and not force and model_store.versions():
+            chosen = model_store.manifest(version or model_store.versions()[-1]).source
+        if chosen and "://" not in chosen and Path(chosen, "nbc.toml").is_file():
+            use_config(Path(chosen, "nbc.toml"))  # the channels and attributes the imported data declares
+        result = run_promotion(
+            model_store, version, source=source, force=force, dry_run=dry_run, max_decisions=max_decisions
+        )
+    except PromotionRefusedError as err:
+        if as_json and err.gate is not None:
+            typer.echo(json.dumps(err.gate.to_dict(), indent=2))
+        else:
+            console.print(f"[red]{err}[/red]", highlight=False)
         raise typer.Exit(1) from None
-    console.print(f"[green]{result.message}[/green]")
+    except (StoreError, SourceError, FileNotFoundError, ValueError) as err:
+        console.print(f"[red]error:[/red] {err}", highlight=False)
+        raise typer.Exit(2) from None
+    refused = result.gate is not None and result.gate.decision != "promote"
+    if as_json:
+        payload: dict[str, Any] = (
+            result.gate.to_dict() if result.gate is not None else {"decision": "promote" if not refused else "refuse"}
+        )
+        payload.update({"dry_run": dry_run, "forced": result.forced, "promoted": result.promoted})
+        payload.setdefault("challenger", result.version)
+        payload.setdefault("champion", result.previous)
+        typer.echo(json.dumps(payload, indent=2))
+    else:
+        console.print(f"[{'yellow' if refused else 'green'}]{result.message}[/]", highlight=False)
+    if refused:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -219,20 +285,24 @@ def models(
 ) -> None:
     """List the versions in the model store and their held-out policy value."""
     from model.adapters.registry import ModelStore
+    from training.report import fmt
 
     model_store = ModelStore.from_uri(store or get_settings().model_store)
     current = model_store.current()
     table = Table(title=f"Models in {model_store.uri}")
-    for col in ("version", "current", "auc", "model SNIPS", "model true value"):
+    for col in ("version", "current", "AUC", "log loss", "model DR", "model MDR", "model true value", "source"):
         table.add_column(col)
     for v in model_store.versions():
         m = model_store.manifest(v)
         table.add_row(
             v,
             "*" if v == current else "",
-            f"{m.metrics.get('auc', float('nan')):.4f}",
-            f"{m.policy_value.get('model_snips', float('nan')):.3f}",
-            f"{m.policy_value['model_true_value']:.3f}" if "model_true_value" in m.policy_value else "-",
+            fmt(m.metrics.get("auc"), ".4f"),
+            fmt(m.metrics.get("logloss"), ".4f"),
+            fmt(m.policy_value.get("model_dr")),
+            fmt(m.policy_value.get("model_mdr")),
+            fmt(m.policy_value.get("model_true_value"), missing="-"),
+            m.source or "-",
         )
     console.print(table)
 

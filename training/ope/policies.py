@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from model.domain.features import message_features, no_contact_channel_features
 from model.domain.policy import action_probabilities
 from model.scoring.predictor import group_widths
 from model.scoring.tree_scorer import TreeScorer
@@ -31,11 +32,21 @@ class PolicyDist:
         return np.asarray(self.cells.sum(axis=(2, 3)))
 
 
-def grid_scores(booster: Any, ctx: Contexts, messages: list[str], layout: Any) -> np.ndarray:
-    """The model's P(outcome) (or value) on every cell [D, C, S, M], through the compiled scorer serving uses."""
+def grid_scores(
+    booster: Any, ctx: Contexts, messages: list[str], layout: Any, encode_levels: list[str] | None = None
+) -> np.ndarray:
+    """The model's P(outcome) (or value) on every cell [D, C, S, M], through the compiled scorer serving uses.
+
+    `messages` are the grid's messages (its M axis); `encode_levels` the message levels of the scored model when
+    they differ from them (another version's manifest): each message is then encoded as that model would.
+    """
     scorer = TreeScorer.from_dump(booster.dump_model())
     scorer.prepare(group_widths(layout))
-    msg = message_rows(messages).astype(np.float64)
+    if encode_levels is None:
+        msg = message_rows(messages).astype(np.float64)
+    else:
+        ids: list[str | None] = list(messages) or [None]
+        msg = np.array([message_features(mid, encode_levels) for mid in ids], dtype=np.float64)
     d, c, s = len(ctx), ctx.chan.shape[1], ctx.slot.shape[1]
     out = np.empty((d, c, s, len(msg)))
     for i in range(d):
@@ -102,3 +113,16 @@ def rule_policy(ctx: Contexts, channel_score: np.ndarray, hour_pref: np.ndarray,
     pref = np.where(np.isfinite(msg_pref), msg_pref, -1e9)
     m = np.where(msg_ok, pref[None, : msg_ok.shape[1]], -np.inf).argmax(axis=1)
     return deterministic(allowed.shape, np.where(ok, c, -1), s, m)
+
+
+def no_contact_scores(booster: Any, ctx: Contexts, layout: Any) -> np.ndarray:
+    """[D] P(outcome | x, don't contact): the first slot and no message, as serving (decide.no_contact_score)."""
+    scorer = TreeScorer.from_dump(booster.dump_model())
+    scorer.prepare(group_widths(layout))
+    none_ch = np.array([no_contact_channel_features(ctx.chan.shape[1])], dtype=np.float64)
+    msg = np.array([message_features(None, ())], dtype=np.float64)
+    out = np.empty(len(ctx))
+    for i in range(len(ctx)):
+        groups = [ctx.cust[i][None].astype(np.float64), none_ch, ctx.slot[i][:1].astype(np.float64), msg]
+        out[i] = float(scorer.transform(scorer.grid_raw(groups)).ravel()[0])
+    return out
