@@ -24,7 +24,7 @@ class _Task:
     completed: float = 0.0
     started: float | None = None
     finished: bool = False
-    shown: float = -1.0  # share last printed
+    shown: float = 0.0  # share last printed (lines at every further 10%)
     shown_at: float = 0.0
 
 
@@ -109,7 +109,7 @@ class PlainProgress:
             self._line(f"{t.name}: done in {now - (t.started or now):.1f} s")
             return
         share = t.completed / t.total if t.total else 0.0
-        if t.total > 1 and share > 0 and share - t.shown >= 0.1 and now - t.shown_at >= self.min_gap:
+        if t.total > 1 and share - t.shown >= 0.1 - 1e-9 and now - t.shown_at >= self.min_gap:
             t.shown, t.shown_at = share, now
             self._line(f"{t.name}: {self._share(t)}")
 
