@@ -8,6 +8,7 @@ import pytest
 
 from model.adapters.registry import ModelStore
 from nbc.commands.demo import run
+from training.ope import ESTIMATORS
 
 POLICIES = {"model", "random", "global_best", "most_engaged", "last_engaged", "logging", "oracle"}
 
@@ -27,8 +28,14 @@ def test_demo_runs_the_main_job_end_to_end(tmp_path: Path, monkeypatch: pytest.M
     report = out["report"]
     assert set(report["policies"]) == POLICIES
     assert report["policies"]["oracle"]["true_value"] >= report["policies"]["model"]["true_value"]
+    assert report["ope"]["lead"] in ESTIMATORS
+    for res in report["policies"].values():  # every estimator, with its interval and diagnostics
+        assert set(res["estimates"]) == set(ESTIMATORS)
     store = ModelStore.from_uri(str(tmp_path / "models"))
-    assert store.current() is not None  # the first model is promoted through the gate
+    # the first model goes through the paired gate (against the logging policy); if it is refused at this size,
+    # the demo promotes it anyway and says so, so that the API has a model to serve
+    assert store.current() is not None
+    assert store.manifest(store.current()).source  # the export it trained on: the gate's held-out source
     answers = out["answers"]
     assert len(answers) == 5
     for answer in answers:
