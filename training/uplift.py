@@ -5,12 +5,26 @@ comparable groups of customers. Per arm, over the decisions of the period:
 
     net value per decision = (conversion value of its customers within [first decision, last decision + window]
                               - cost of the contacts decided) / decisions
+    (the window stops earlier at the customer's next, uncounted, decision: see below)
 
     uplift = served arm - holdout arm     (incremental net value per decision, in currency)
 
 Conversions are counted once per customer (not once per overlapping decision window), and a contact's effect
-lands wherever it lands, so the difference adds up the lifts of all contacts, negative ones included. The 95%
-interval is a cluster bootstrap over customers within each arm (decisions of one customer are correlated).
+lands wherever it lands, so the difference adds up the lifts of all contacts, negative ones included. Only
+decisions with a complete window before the end of the log are counted, but the customer's later decisions
+(in that last window) act too: their contacts' conversions would land in the counted window and be credited
+to the counted decisions (+7% of the true uplift on average over 50 simulations). So a customer's window also
+stops at their next decision after the last counted one: nothing before a decision can be caused by it (what
+the last counted decision brings after that is lost: under 1% of the uplift on the simulator).
+
+The 95% interval is a cluster bootstrap over customers (decisions of one customer are correlated). The value
+customers bring without any contact is very uneven (a few heavy buyers hold a large share of it), and a small
+arm, usually the holdout, often draws none of them: its own customers then understate how far its mean can
+be from the served arm's by chance alone, and the interval is too narrow exactly when the estimate is off.
+Both arms are random draws from the same customers, so each arm's spread is taken as the wider of its own
+customers' and all customers' (residuals around their arm's mean, resampled at the arm's size); where the arms
+differ in spread for another reason (the contacts' own effects, e.g. without organic conversions), this errs
+on the wide side.
 On simulated data, `true_uplift` gives the oracle's incremental value of the logged actions per decision.
 """
 
@@ -56,6 +70,7 @@ def per_customer(src: Sources, window_days: float, as_of: float | None = None) -
     tp = normalise_touchpoints(src.touchpoints)
     end = float(as_of if as_of is not None else tp["ts"].max())  # type: ignore[arg-type]
     window = window_days * DAY
+    every = dec
     dec = dec.filter(pl.col("decided_at") + window <= end)  # a complete window after every decision counted
     if dec.height == 0:
         raise ValueError("no decision has a complete window before the end of the log")
@@ -69,8 +84,19 @@ def per_customer(src: Sources, window_days: float, as_of: float | None = None) -
         pl.len().alias("decisions"),
         pl.col("cost").sum().alias("cost"),
         pl.col("decided_at").min().alias("first"),
-        (pl.col("decided_at").max() + window).alias("last"),
+        pl.col("decided_at").max().alias("last_decision"),
     )
+    # The window ends `window` after the last counted decision, or at the customer's next decision if that
+    # comes first: conversions after it may be that (uncounted) decision's doing.
+    following = (
+        every.join(cust.select("customer_id", "last_decision"), on="customer_id")
+        .filter(pl.col("decided_at") > pl.col("last_decision"))
+        .group_by("customer_id")
+        .agg(pl.col("decided_at").min().alias("next_decision"))
+    )
+    stop = pl.min_horizontal(pl.col("last_decision") + window, pl.col("next_decision").fill_null(float("inf")))
+    cust = cust.join(following, on="customer_id", how="left").with_columns(stop.alias("last"))
+    cust = cust.drop("last_decision", "next_decision")
     conv = tp.filter(pl.col("ev") == CONVERTED).select("customer_id", "ts", "value")
     value = (
         conv.join(cust.select("customer_id", "first", "last"), on="customer_id")
@@ -86,6 +112,17 @@ def per_customer(src: Sources, window_days: float, as_of: float | None = None) -
     )
 
 
+def _boot(rng: np.random.Generator, res: np.ndarray, n: np.ndarray, size: int) -> np.ndarray:
+    """N_BOOT ratio means sum(res*) / sum(n*) of `size` customers drawn with replacement (in chunks: bounded
+    memory on large logs)."""
+    out = np.empty(N_BOOT)
+    step = max(1, 2_000_000 // max(size, 1))
+    for lo in range(0, N_BOOT, step):
+        idx = rng.integers(0, len(res), size=(min(step, N_BOOT - lo), size))
+        out[lo : lo + len(idx)] = res[idx].sum(axis=1) / n[idx].sum(axis=1)
+    return out
+
+
 def measured(
     src: Sources, window_days: float | None = None, as_of: float | None = None, seed: int = 7
 ) -> dict[str, Any]:
@@ -99,14 +136,16 @@ def measured(
             raise ValueError(f"no {name} decisions in the log: uplift needs both arms (holdout_share > 0)")
         arms[name] = (part["net"].to_numpy(), part["decisions"].to_numpy().astype(np.float64))
     rng = np.random.default_rng(seed)
-
-    def boot(net: np.ndarray, n: np.ndarray) -> np.ndarray:
-        idx = rng.integers(0, len(net), size=(N_BOOT, len(net)))
-        return np.asarray(net[idx].sum(axis=1) / n[idx].sum(axis=1))
-
     (s_net, s_n), (h_net, h_n) = arms["served"], arms["holdout"]
     served, holdout = float(s_net.sum() / s_n.sum()), float(h_net.sum() / h_n.sum())
-    diff = boot(s_net, s_n) - boot(h_net, h_n)
+    # Residuals around each arm's mean: an arm's bootstrap mean minus its mean is sum(e*) / sum(n*).
+    s_res, h_res = s_net - served * s_n, h_net - holdout * h_n
+    pool = (np.concatenate([s_res, h_res]), np.concatenate([s_n, h_n]))
+    spread = {}
+    for name, res, n in (("served", s_res, s_n), ("holdout", h_res, h_n)):
+        own, pooled = _boot(rng, res, n, len(res)), _boot(rng, *pool, len(res))
+        spread[name] = own if own.std() >= pooled.std() else pooled
+    diff = served - holdout + spread["served"] - spread["holdout"]
     return {
         "value": served - holdout,
         "ci": [float(np.quantile(diff, 0.025)), float(np.quantile(diff, 0.975))],
