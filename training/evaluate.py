@@ -333,6 +333,7 @@ def evaluate(booster: lgb.Booster, ts: TrainingSet, oracle: Oracle | None = None
         "ope": details.pop("ope", {}),
         "dataset": ts.stats,
         "objective": ts.objective,
+        "labels": ts.labels,  # what the reward is: "window" outcomes or "attributed" conversions (training/labels.py)
         "attribution_window_days": ts.window_days,
     }
 

@@ -114,6 +114,17 @@ def cell(est: dict[str, Any] | None, compact: bool = False) -> tuple[str, str, s
     return value, interval, f"{fmt_count(est.get('ess'))}{sep}{fmt_count(est.get('matched'))}"
 
 
+def reward_text(report: dict[str, Any]) -> str:
+    """What the off-policy numbers measure, per held-out decision."""
+    days = fmt(report.get("attribution_window_days"), ".0f", "the")
+    if report.get("labels") == "window":
+        return (
+            f"net value per held-out decision: the value of the customer's conversions within {days} days after "
+            "the decision, whatever caused them (window labels), minus the channel cost"
+        )
+    return "net value per held-out decision: the conversion value attributed to the send, minus the channel cost"
+
+
 def lead_reason(report: dict[str, Any]) -> str:
     """Why the report leads with its estimator (the rule of docs/ope.md, with the model's numbers)."""
     name = lead(report)
@@ -394,8 +405,9 @@ def render_html(report: dict[str, Any], title: str = "Model evaluation") -> str:
         else ""
     )
     truth_note = (
-        " True value: exact under the simulator's oracle (incremental value of the policy's action over not "
-        "contacting); the estimators measure the attributed value of the sends."
+        " True value: exact under the simulator's oracle, the incremental value of the policy's action over not "
+        "contacting (a send valued as if no later send fell in its window); the estimators measure the reward "
+        "above, so on data with organic conversions or frequent sends the two differ by definition."
         if has_truth(report)
         else ""
     )
@@ -412,8 +424,8 @@ Objective: {html.escape(str(report.get("objective", "")))}; attribution window
 {_fmt(report.get("attribution_window_days", ""))} days.</p>
 <h2>Prediction quality (held-out sends)</h2><table>{mrows}</table>
 <h2>Policy value (held-out decisions)</h2>
-<p>Net value per held-out decision (attributed conversion value minus channel cost; "don't contact" is worth 0),
-by every off-policy estimator (docs/ope.md): the value, its 95% bootstrap interval, and "ESS / matched" (the
+<p>{html.escape(reward_text(report)[0].upper() + reward_text(report)[1:])}; by every off-policy estimator
+(docs/ope.md): the value, its 95% bootstrap interval, and "ESS / matched" (the
 effective sample size of the importance weights / the decisions whose weight is positive). The lead estimator is
 highlighted; "est." marks numbers that rest on estimated propensities.{truth_note}</p>
 {warn}<ul>{notes}</ul>

@@ -197,13 +197,14 @@ def policy_table(report: dict[str, Any], title: str) -> Table:
 
 def print_policy_value(report: dict[str, Any], title: str, out: Console | None = None) -> None:
     """The policy table and the plain notes on how far to trust it (propensities, lead, never-tried actions)."""
-    from training.report import has_truth, ope_notes
+    from training.report import has_truth, ope_notes, reward_text
 
     out = out or Console(width=max(console.width, 160))  # seven estimators side by side need room, also piped
     out.print(policy_table(report, title))
     out.print(
-        "Cells: value, [95% bootstrap interval], effective sample size/matched decisions. Net value per held-out "
-        "decision (attributed conversion value - channel cost); n/a = not computable."
+        "Cells: value, [95% bootstrap interval], effective sample size/matched decisions, of the "
+        + reward_text(report)
+        + "; n/a = not computable."
         + (" True value: exact under the simulator's oracle (incremental)." if has_truth(report) else ""),
         highlight=False,
     )
