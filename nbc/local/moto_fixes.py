@@ -7,7 +7,9 @@ This replacement keeps DynamoDB's semantics for what the project uses (up to 100
 item, conditions of every action evaluated before anything is written, `ReturnValuesOnConditionCheckFailure`,
 `TransactionCanceledException` with one cancellation reason per action) and rolls back only the items the
 transaction wrote. A lock serialises it against moto's single-item writes and reads, so a transaction is
-atomic for concurrent requests to the threaded local server, as it is in DynamoDB.
+atomic for concurrent requests to the threaded local server, as it is in DynamoDB. Condition expressions are
+parsed once per distinct (expression, names, values) instead of once per action and pass (`_memo_parser`:
+the parse is pure, so answers do not change; it was most of the emulator's time for such transactions).
 
 Nothing here runs in the cloud: only `nbc.local` (and the tests, through it) imports this module.
 """
@@ -15,10 +17,12 @@ Nothing here runs in the cloud: only `nbc.local` (and the tests, through it) imp
 from __future__ import annotations
 
 import copy
+import json
 import threading
 from collections.abc import Callable
 from typing import Any
 
+from moto.dynamodb import comparisons, responses
 from moto.dynamodb.comparisons import get_filter_expression
 from moto.dynamodb.exceptions import (
     ConditionalCheckFailed,
@@ -42,6 +46,35 @@ def _locked(method: Callable[..., Any]) -> Callable[..., Any]:
     wrapper.__wrapped__ = method  # type: ignore[attr-defined]
     wrapper.__name__ = method.__name__
     return wrapper
+
+
+class _Parsed:
+    """What moto's callers use of a ConditionExpressionParser, from a memoised parse."""
+
+    def __init__(self, op: Any, names: list[str], values: list[str]) -> None:
+        self._op, self.expr_attr_names_found, self.expr_attr_values_found = op, list(names), list(values)
+
+    def parse(self) -> Any:
+        return self._op
+
+
+_PARSED: dict[str, tuple[Any, list[str], list[str]]] = {}
+_parser = comparisons.create_condition_expression_parser
+
+
+def _memo_parser(expr: str | None, names: Any, values: Any) -> Any:
+    """moto parses every condition of every request again (a hand-written lexer: most of the emulator's time for
+    transactions of 100 conditional actions that share two expressions); parse each distinct one once."""
+    key = json.dumps([expr, names, values], sort_keys=True, default=str)
+    hit = _PARSED.get(key)
+    if hit is None:
+        parser = _parser(expr, names, values)
+        op = parser.parse()  # an invalid expression raises here, as the caller's parse() would, and is not kept
+        hit = (op, list(parser.expr_attr_names_found), list(parser.expr_attr_values_found))
+        if len(_PARSED) >= 4096:
+            _PARSED.clear()
+        _PARSED[key] = hit
+    return _Parsed(*hit)
 
 
 def _transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
@@ -123,4 +156,6 @@ def install() -> None:
     for name in ("put_item", "update_item", "delete_item", "get_item"):
         setattr(DynamoDBBackend, name, _locked(getattr(DynamoDBBackend, name)))
     DynamoDBBackend.transact_write_items = _transact_write_items  # type: ignore[method-assign]
+    comparisons.create_condition_expression_parser = _memo_parser  # used by get_filter_expression
+    responses.create_condition_expression_parser = _memo_parser  # type: ignore[attr-defined]
     setattr(DynamoDBBackend, _INSTALLED, True)
