@@ -92,7 +92,7 @@ def _time_dynamodb_calls() -> list[float]:
     from model.adapters import aws
 
     ddb, total = aws.client("dynamodb"), [0.0]
-    for name in ("batch_get_item", "batch_write_item", "update_item"):
+    for name in ("batch_get_item", "batch_write_item", "update_item", "transact_write_items"):
         real = getattr(ddb, name)
 
         def timed(*args: Any, _real: Any = real, **kwargs: Any) -> Any:
