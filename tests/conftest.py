@@ -13,7 +13,7 @@ from moto.server import ThreadedMotoServer
 from model.adapters import aws
 from model.adapters.table import ensure_table
 from model.domain.settings import get_settings
-from nbc.local.aws import FAKE_CREDENTIALS, free_port
+from nbc.local.aws import FAKE_CREDENTIALS, LOCAL_READ_TIMEOUT, free_port
 
 for _key, _value in FAKE_CREDENTIALS.items():
     os.environ[_key] = _value
@@ -57,8 +57,10 @@ def moto_server() -> Iterator[str]:
 
 @pytest.fixture
 def local_endpoint(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """moto's server over real HTTP (integration tests), with a fresh table for this test."""
+    """moto's server over real HTTP (integration tests), with a fresh table for this test. With the read timeout
+    that `nbc serve` gives its embedded moto: in this process, under load, moto can take seconds to answer."""
     monkeypatch.setenv("NBC_AWS_ENDPOINT_URL", moto_server)
+    monkeypatch.setenv("NBC_AWS_READ_TIMEOUT", LOCAL_READ_TIMEOUT)
     _reset()
     ensure_table()
     return moto_server

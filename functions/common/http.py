@@ -1,4 +1,10 @@
-"""The HTTP layer shared by every FastAPI app: problem+json errors, body limit, API key, app factory."""
+"""The HTTP layer shared by every FastAPI app: problem+json errors, body limit, API key, time budget, app factory.
+
+Store trouble is one mapping for every route: DynamoDB unreachable, frozen, throttling past the retry budget, a
+missing table, or the request's deadline spent -> 503 problem+json with Retry-After, never a 500. Every request
+runs under a total deadline below API Gateway's 29 s (REQUEST_DEADLINE_SECONDS, or less when the Lambda has less
+time left); model/adapters/aws.py refuses to start AWS calls past it and keeps retries within it.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +12,32 @@ import hmac
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from mangum import Mangum
 from mangum.adapter import DEFAULT_TEXT_MIME_TYPES
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from functions.common.observability import logger, metrics, tracer
+from model.adapters import aws
+from model.adapters.store import StoreUnavailableError
 from model.domain.schemas import error_list
 from model.domain.settings import get_settings
 
 PROBLEM = "application/problem+json"
 MAX_BODY_BYTES = 1_048_576  # 1 MiB, below API Gateway's own payload limits
+REQUEST_DEADLINE_SECONDS = 25.0  # total per request: below API Gateway's 29 s integration timeout
+LAMBDA_MARGIN_SECONDS = 1.0  # on Lambda, answer this long before the function's own timeout
+RETRY_AFTER_SECONDS = 1
+UNAVAILABLE = "the customer store is unavailable or busy; retry the request after Retry-After seconds"
+# Routes open without the API key, as in the cloud (template.yaml: the JWT authorizer covers all but /health).
+OPEN_ROUTES = frozenset({"/health"})
+# DynamoDB errors that are the caller's (our) mistake, not the store's state: a bug, answered 500 and logged.
+REQUEST_BUGS = frozenset({"ValidationException", "SerializationException"})
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -49,6 +67,7 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
         (401, "Missing or wrong API key"),
         (413, "Body too large"),
         (422, "Invalid request"),
+        (503, "The store is unavailable or busy, or the time budget is spent: retry after Retry-After seconds"),
     ]
 }
 
@@ -56,6 +75,51 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
 def problem(status: int, title: str, detail: str, errors: list[dict[str, str]] | None = None) -> JSONResponse:
     body = Problem(title=title, status=status, detail=detail, errors=[FieldError(**e) for e in errors or []])
     return JSONResponse(body.model_dump(), status_code=status, media_type=PROBLEM)
+
+
+def unavailable(detail: str = UNAVAILABLE) -> JSONResponse:
+    """503 problem+json with Retry-After: what every route answers when the store cannot serve it now."""
+    response = problem(503, "Service Unavailable", detail)
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+def route_template(request: Request) -> str:
+    """The matched route's template (/v1/customers/{customer_id}/profile), never the path: paths carry ids."""
+    return str(getattr(request.scope.get("route"), "path", "(no route)"))
+
+
+def _store_error(request: Request, exc: Exception) -> JSONResponse:
+    """The one mapping of store failures to HTTP: 503 + Retry-After, except a request DynamoDB refuses as
+    malformed, which is a bug of ours (500, logged with its traceback)."""
+    code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
+    if code in REQUEST_BUGS:
+        return _unhandled(request, exc)
+    logger.warning(
+        "store unavailable",
+        extra={"route": route_template(request), "error": type(exc).__name__, "code": code or None},
+    )
+    return unavailable()
+
+
+class Deadline:
+    """Run each request under a total deadline (model.adapters.aws.deadline): REQUEST_DEADLINE_SECONDS, or less
+    when the Lambda function has less time left."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        budget = REQUEST_DEADLINE_SECONDS
+        context = scope.get("aws.context")
+        remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
+        if callable(remaining_ms):
+            budget = min(budget, max(0.5, remaining_ms() / 1000 - LAMBDA_MARGIN_SECONDS))
+        with aws.deadline(budget):
+            await self.app(scope, receive, send)
 
 
 class BodyLimit:
@@ -102,9 +166,10 @@ class BodyLimit:
 
 
 async def require_api_key(request: Request) -> None:
-    """When NBC_API_KEY is set (local server), every request must carry it in x-api-key."""
+    """When NBC_API_KEY is set (local server), every request must carry it in x-api-key, documentation included,
+    except the open routes (/health), as in the cloud."""
     expected = get_settings().api_key
-    if expected is None:
+    if expected is None or route_template(request) in OPEN_ROUTES:
         return
     given = request.headers.get("x-api-key", "")
     if not hmac.compare_digest(given.encode(), expected.get_secret_value().encode()):
@@ -135,8 +200,25 @@ def _http_handler(request: Request, exc: Exception) -> JSONResponse:
 
 
 def _unhandled(request: Request, exc: Exception) -> JSONResponse:
-    logger.exception("unhandled error", extra={"path": request.url.path})
+    # The route template, never the path: customer ids are in paths, and never in clear text in logs.
+    logger.exception("unhandled error", extra={"route": route_template(request), "method": request.method})
     return problem(500, "Internal Server Error", "unexpected error; it has been logged")
+
+
+def _documentation(app: FastAPI) -> None:
+    """/openapi.json, /docs and /redoc as ordinary routes, so that the API key covers them like any other."""
+
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi_json() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} - docs")
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title=f"{app.title} - ReDoc")
 
 
 def create_app(*routers: APIRouter, title: str = "Next-best-channel API") -> FastAPI:
@@ -148,13 +230,20 @@ def create_app(*routers: APIRouter, title: str = "Next-best-channel API") -> Fas
         "contact a customer next. Errors are application/problem+json.",
         dependencies=[Depends(require_api_key)],
         responses=PROBLEM_RESPONSES,
+        openapi_url=None,  # served by _documentation, behind the key
+        docs_url=None,
+        redoc_url=None,
     )
     app.add_exception_handler(RequestValidationError, _validation_handler)
     app.add_exception_handler(StarletteHTTPException, _http_handler)
+    for store_error in (StoreUnavailableError, BotoCoreError, ClientError):
+        app.add_exception_handler(store_error, _store_error)
     app.add_exception_handler(Exception, _unhandled)
     for router in routers:
         app.include_router(router)
+    _documentation(app)
     app.add_middleware(BodyLimit)
+    app.add_middleware(Deadline)
     return app
 
 

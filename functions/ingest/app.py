@@ -9,14 +9,15 @@ from aws_lambda_powertools.metrics import MetricUnit
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
-from functions.common.http import create_app, lambda_handler, problem
+from functions.common.http import create_app, lambda_handler, problem, unavailable
 from functions.common.observability import logger, metrics, pseudonym
 from model.adapters import store
 from model.adapters.ingest import ERASED, MAX_BATCH, IngestResult, ingest
-from model.domain.schemas import Profile, Touchpoint
+from model.domain.schemas import ID_PATTERN, Profile, Touchpoint
 
-CustomerId = Annotated[str, Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:@+\-]+$")]
+CustomerId = Annotated[str, Path(min_length=1, max_length=128, pattern=ID_PATTERN)]
 UNAVAILABLE = "the store is busy; nothing of this request was lost, retry it (it is idempotent)"
 
 
@@ -100,10 +101,10 @@ async def post_touchpoints(request: Request) -> Response:
     if isinstance(items, JSONResponse):
         return items
     try:
-        result = ingest(items)
+        result = await run_in_threadpool(ingest, items)  # blocking DynamoDB calls: off the event loop
     except store.StoreUnavailableError:
         logger.warning("store unavailable during ingest", extra={"items": len(items)})
-        return problem(503, "Service Unavailable", UNAVAILABLE)
+        return unavailable(UNAVAILABLE)
     metrics.add_metric(name="TouchpointsStored", unit=MetricUnit.Count, value=result.stored)
     metrics.add_metric(name="TouchpointsDuplicate", unit=MetricUnit.Count, value=result.duplicates)
     metrics.add_metric(name="TouchpointsRejected", unit=MetricUnit.Count, value=result.rejected)

@@ -1,4 +1,5 @@
-"""SQS consumer for high-volume producers: each message is one touchpoint or a JSON array of them.
+"""SQS consumer for high-volume producers: each message is one touchpoint, a JSON array of them, or the
+`{"touchpoints": [...]}` object that HTTP ingest accepts.
 
 Partial batch failures (`batchItemFailures`, needs `FunctionResponseTypes: [ReportBatchItemFailures]` on
 the event source mapping): a poison message (malformed JSON, or any invalid item) is reported failed and
@@ -34,6 +35,10 @@ def record_handler(record: SQSRecord) -> dict[str, int]:
         payload = json.loads(record.body)
     except (ValueError, RecursionError):
         raise PoisonMessageError("message body is not valid JSON") from None
+    if isinstance(payload, dict) and "touchpoints" in payload:  # the wrapper HTTP ingest accepts too
+        payload = payload["touchpoints"]
+        if not isinstance(payload, list):
+            raise PoisonMessageError('"touchpoints" must be an array of touchpoints')
     items = payload if isinstance(payload, list) else [payload]
     if not 1 <= len(items) <= MAX_BATCH:
         raise PoisonMessageError(f"a message carries 1 to {MAX_BATCH} touchpoints, got {len(items)}")

@@ -1,14 +1,25 @@
-"""Scoring route group: real-time recommendations (FastAPI, on Lambda through Mangum). Thin: parse, decide, format."""
+"""Scoring route group: real-time recommendations (FastAPI, on Lambda through Mangum). Thin: parse, decide, format.
+
+Routes are plain `def`: FastAPI runs them in its thread pool, so their blocking DynamoDB calls never hold the event
+loop (`nbc serve` answers /health while a slow request runs). Store trouble is a 503 with Retry-After, mapped once
+in functions/common/http.py. The batch endpoint reads customer state and writes the decision log in parallel
+(STORE_WORKERS threads, one BatchGetItem of 100 keys / BatchWriteItem of 25 items each) to stay within the request
+deadline at its maximum size.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextvars import copy_context
+from typing import TypeVar
+
 from aws_lambda_powertools.metrics import MetricUnit
-from botocore.exceptions import BotoCoreError, ClientError
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from pydantic import BaseModel
 
-from functions.common.http import create_app, lambda_handler, problem
+from functions.common.http import create_app, lambda_handler
 from functions.common.observability import logger, metrics, pseudonym
 from model.adapters import store
 from model.adapters.decision_log import log_decisions
@@ -22,12 +33,15 @@ from model.domain.recommend_schemas import (
     RecommendationResponse,
 )
 
-UNAVAILABLE = "the customer store is unavailable or busy; retry the request"
-# DynamoDB trouble (throttling past the retry budget, a missing table, the network) is a 503, never a 500.
-STORE_ERRORS = (store.StoreUnavailableError, ClientError, BotoCoreError)
 JSON = "application/json"
+STORE_WORKERS = 4  # threads of the batch endpoint's parallel store calls (aws.POOL_CONNECTIONS >= this)
+STATE_CHUNK = store.READ_CHUNK // 2  # customers per state read: aggregate + profile = 2 keys each
+LOG_CHUNK = 4 * store.WRITE_CHUNK  # decisions per decision-log write task
+T = TypeVar("T")
+R = TypeVar("R")
 
 router = APIRouter(tags=["recommendations"])
+_pool = ThreadPoolExecutor(max_workers=STORE_WORKERS, thread_name_prefix="nbc-store")
 
 
 class Health(BaseModel):
@@ -36,9 +50,18 @@ class Health(BaseModel):
     kind: str
 
 
-def _unavailable(exc: Exception) -> JSONResponse:
-    logger.warning("customer store unavailable", extra={"error": type(exc).__name__})
-    return problem(503, "Service Unavailable", UNAVAILABLE)
+def parallel(fn: Callable[[Sequence[T]], R], items: Sequence[T], chunk: int) -> list[R]:
+    """fn over chunks of items, in the store thread pool when there is more than one chunk; each task runs in a
+    copy of the caller's context (the request deadline). The first failure is raised (-> 503)."""
+    parts = [items[i : i + chunk] for i in range(0, len(items), chunk)]
+    if len(parts) <= 1:
+        return [fn(part) for part in parts]
+    futures = [_pool.submit(copy_context().run, fn, part) for part in parts]
+    try:
+        return [f.result() for f in futures]
+    finally:
+        for f in futures:
+            f.cancel()  # after a failure: tasks not started yet are dropped
 
 
 def _one(req: RecommendationRequest) -> RecommendationResponse:
@@ -49,17 +72,11 @@ def _one(req: RecommendationRequest) -> RecommendationResponse:
 @router.post(
     "/v1/recommendations",
     response_model=RecommendationResponse,
-    responses={503: {"description": "The customer store is unavailable"}},
     summary="Which channel, when and with what message to contact a customer now (or not at all)",
 )
-async def recommend(req: RecommendationRequest) -> Response:
-    # async on purpose: on Lambda one request runs at a time, and a thread-pool hop per request costs more
-    # than the few milliseconds of CPU the decision takes.
-    try:
-        resp = _one(req)
-        log_decisions([resp])
-    except STORE_ERRORS as exc:
-        return _unavailable(exc)
+def recommend(req: RecommendationRequest) -> Response:
+    resp = _one(req)
+    log_decisions([resp])
     metrics.add_metric(name=f"Policy_{resp.policy.value}", unit=MetricUnit.Count, value=1)
     logger.info(
         "decision",
@@ -76,17 +93,15 @@ async def recommend(req: RecommendationRequest) -> Response:
 @router.post(
     "/v1/recommendations:batch",
     response_model=BatchResponse,
-    responses={503: {"description": "The customer store is unavailable"}},
     summary="Recommendations for up to 1,000 customers (campaign audiences)",
 )
-async def recommend_batch(batch: BatchRequest) -> Response:
-    try:
-        states = store.get_states([req.customer_id for req in batch.requests])
-        model = get_predictor().model()
-        results = [decide(req, *states[req.customer_id], model) for req in batch.requests]
-        log_decisions(results)
-    except STORE_ERRORS as exc:
-        return _unavailable(exc)
+def recommend_batch(batch: BatchRequest) -> Response:
+    states: dict[str, store.State] = {}
+    for part in parallel(store.get_states, list(dict.fromkeys(req.customer_id for req in batch.requests)), STATE_CHUNK):
+        states.update(part)
+    model = get_predictor().model()
+    results = [decide(req, *states[req.customer_id], model) for req in batch.requests]
+    parallel(log_decisions, results, LOG_CHUNK)
     metrics.add_metric(name="BatchDecisions", unit=MetricUnit.Count, value=len(results))
     logger.info("batch decisions", extra={"decisions": len(results)})
     return Response(BatchResponse(results=results).model_dump_json(), media_type=JSON)

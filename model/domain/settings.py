@@ -170,6 +170,16 @@ class Settings(BaseSettings):
     # Local server auth: requests must carry it in x-api-key when set.
     api_key: SecretStr | None = None
 
+    # Keyed pseudonyms of customer ids in logs (HMAC-SHA256): the key itself, or (in AWS) the name of the SSM
+    # SecureString parameter that holds it. Neither: a random key per process, with a warning.
+    pseudonym_key: SecretStr | None = None
+    pseudonym_key_parameter: str | None = None
+
+    # Time budget of every AWS call (model/adapters/aws.py): short, so that a frozen store fails fast. The embedded
+    # local AWS (moto in this process, sharing its GIL) raises the read timeout: see nbc/local/aws.py.
+    aws_connect_timeout: float = Field(default=1.0, gt=0, le=10)
+    aws_read_timeout: float = Field(default=2.0, gt=0, le=60)
+
     @field_validator("channels")
     @classmethod
     def _channels_unique(cls, value: tuple[str, ...]) -> tuple[str, ...]:

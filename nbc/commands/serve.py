@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -56,12 +56,19 @@ def serve(
     if embedded:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request lines: noise here
         from functions.aggregator.app import handler as aggregator
+        from functions.common.observability import forget_lambda_context
         from nbc.local.aws import StreamPump
         from nbc.local.events import LambdaContext
 
+        def aggregate(event: dict[str, Any], _ctx: Any) -> None:
+            try:
+                aggregator(event, LambdaContext(function_name="nbc-aggregator"))
+            finally:
+                forget_lambda_context()  # the HTTP API's log lines never carry the aggregator's Lambda context
+
         with local_aws():  # moto stops (and the environment is restored) when uvicorn returns
             # Locally, the pump plays Lambda's stream event source: new touchpoints reach the aggregator.
-            pump = StreamPump(lambda event, _ctx: aggregator(event, LambdaContext(function_name="nbc-aggregator")))
+            pump = StreamPump(aggregate)
             pump.start()
             try:
                 run()

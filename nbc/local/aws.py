@@ -27,6 +27,12 @@ FAKE_CREDENTIALS = {
 }
 
 
+# moto runs in this process and shares its GIL with the API: under load one of its answers can take seconds, where
+# DynamoDB takes milliseconds. The embedded store gets a longer read timeout than the cloud's 2 s (an explicit
+# NBC_AWS_READ_TIMEOUT wins); the request deadline still bounds every request.
+LOCAL_READ_TIMEOUT = "10"
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -56,7 +62,8 @@ def provision() -> None:
 @contextmanager
 def local_aws(port: int | None = None) -> Iterator[str]:
     """Start moto on 127.0.0.1, provision it, yield its endpoint, stop it (and restore the environment)."""
-    saved = {k: os.environ.get(k) for k in [*FAKE_CREDENTIALS, "NBC_AWS_ENDPOINT_URL"]}
+    saved = {k: os.environ.get(k) for k in [*FAKE_CREDENTIALS, "NBC_AWS_ENDPOINT_URL", "NBC_AWS_READ_TIMEOUT"]}
+    os.environ.setdefault("NBC_AWS_READ_TIMEOUT", LOCAL_READ_TIMEOUT)
     port = port or free_port()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request lines: noise here
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
