@@ -44,6 +44,9 @@ class Options:
     # (the default: it picks better channels and send times on the simulator, see bench/RESULTS.md);
     # False trains one direct conversion model.
     funnel: bool = True
+    # "window" (default for conversion and value): outcomes within the window after each decision and the
+    # logged no-contact decisions as rows, so the model learns incremental value; "attributed": last click.
+    labels: dataset.Labels | None = None
     version: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
 
@@ -135,6 +138,7 @@ def run(source: str | sources.Sources, store_uri: str, opts: Options, step: Step
         max_contexts=opts.max_contexts,
         as_of=opts.as_of,
         progress=lambda done, total: tick("dataset", done, total),
+        labels=opts.labels,
     )
     checks.check_training_set(ts, split=opts.split)
     timings["dataset"] = time.perf_counter() - t0

@@ -40,14 +40,23 @@ def simulate(
     days: Annotated[int, typer.Option(min=2, help="Days of history")] = 90,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same output)")] = 7,
     exploration: Annotated[float, typer.Option(min=0.0, max=1.0, help="Logging policy exploration")] = 0.3,
+    organic: Annotated[
+        bool, typer.Option("--organic/--no-organic", help="Customers also convert without any contact")
+    ] = True,
+    drift: Annotated[
+        bool, typer.Option("--drift/--no-drift", help="Rates and channel/time preferences change over the period")
+    ] = False,
 ) -> None:
-    """Simulate customers with known ground truth, a logging policy and its outcomes."""
+    """Simulate customers with known ground truth, a logging policy (with no-contact decisions) and outcomes."""
     from training.simulate import SimConfig, write
     from training.simulate import simulate as run_simulation
 
     with _progress() as progress:
         task = progress.add_task("simulate", total=2)
-        result = run_simulation(SimConfig(customers=customers, days=days, seed=seed, exploration=exploration))
+        cfg = SimConfig(
+            customers=customers, days=days, seed=seed, exploration=exploration, organic=organic, drift=drift
+        )
+        result = run_simulation(cfg)
         progress.advance(task)
         write(result, out)
         progress.advance(task)
@@ -79,6 +88,13 @@ def train(
             help="Conversion objective: P(click) x P(conversion|click) in one booster (default), or one direct model",
         ),
     ] = True,
+    labels: Annotated[
+        str | None,
+        typer.Option(
+            help="window: the outcome within the window after each decision, with the logged no-contact decisions "
+            "as rows (incremental value; default for conversion and value); attributed: last-click credit",
+        ),
+    ] = None,
     version: Annotated[str | None, typer.Option(help="Version name (default: timestamp)")] = None,
     as_of: Annotated[
         str | None,
@@ -110,6 +126,8 @@ def train(
         raise typer.BadParameter("objective must be click, visit, conversion or value", param_hint="--objective")
     if split not in ("temporal", "customer"):
         raise typer.BadParameter("split must be temporal or customer", param_hint="--split")
+    if labels not in (None, "window", "attributed"):
+        raise typer.BadParameter("labels must be window or attributed", param_hint="--labels")
     if simulated_truth is None and Path(source, "truth.json").is_file():
         simulated_truth = Path(source, "truth.json")
     quality = read_quality(source) if Path(source).is_dir() else None
@@ -134,6 +152,7 @@ def train(
         simulated_truth=str(simulated_truth) if simulated_truth else None,
         decisions=str(decisions) if decisions else None,
         funnel=funnel,
+        labels=labels,  # type: ignore[arg-type]
         version=version,
     )
     store_uri = store or get_settings().model_store
