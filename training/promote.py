@@ -170,14 +170,15 @@ def evaluate_gate(
     max_decisions: int = 5000,
     n_boot: int = ope.N_BOOT,
     seed: int = 0,
-    simulated_truth: str | None = None,
+    simulated_truth: Any = None,
     training_set: Any = None,
 ) -> Gate:
     """Score the challenger (and the champion, and the logging policy) on the same held-out decisions of
     `source` (a URI or a `sources.Sources`) and decide. Changes nothing in the store.
 
     `training_set`: the source's held-out decisions already built with `held_out` (to judge several pairs on the
-    same decisions without rebuilding them; `source` then only names them)."""
+    same decisions without rebuilding them; `source` then only names them). `simulated_truth`: a truth.json path
+    or an `Oracle` (default: truth.json next to a local source): the exact values are reported, never decide."""
     from training import dataset, evaluate
     from training.simulate import Oracle
 
@@ -202,8 +203,11 @@ def evaluate_gate(
     champ_b = _booster(store, champion) if champion else None
     warnings = _overlap_warnings(ts, ch_m, champ_m)
     ctx = ts.contexts
-    truth = simulated_truth or (_truth_next_to(name) if isinstance(name, str) else None)
-    oracle = Oracle.load(truth) if truth else None
+    if isinstance(simulated_truth, Oracle):
+        oracle: Oracle | None = simulated_truth
+    else:
+        truth = simulated_truth or (_truth_next_to(name) if isinstance(name, str) else None)
+        oracle = Oracle.load(truth) if truth else None
     if ctx is not None and len(ctx) > 0 and np.isfinite(ctx.propensity).any():
         logged = evaluate.LoggedDecisions(ts, ctx)
         gate = _off_policy(ts, logged, ch_b, champ_b, ch_m, champ_m, n_boot, seed, oracle)
@@ -462,7 +466,7 @@ def promote(
     force: bool = False,
     dry_run: bool = False,
     max_decisions: int = 5000,
-    simulated_truth: str | None = None,
+    simulated_truth: Any = None,
     n_boot: int = ope.N_BOOT,
     seed: int = 0,
     training_set: Any = None,
