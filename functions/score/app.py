@@ -21,7 +21,7 @@ from pydantic import BaseModel
 
 from functions.common.http import create_app, lambda_handler
 from functions.common.observability import logger, metrics, pseudonym
-from model.adapters import store
+from model.adapters import aws, store
 from model.adapters.decision_log import log_decisions
 from model.adapters.model_service import get_predictor
 from model.domain.decide import decide
@@ -100,7 +100,12 @@ def recommend_batch(batch: BatchRequest) -> Response:
     for part in parallel(store.get_states, list(dict.fromkeys(req.customer_id for req in batch.requests)), STATE_CHUNK):
         states.update(part)
     model = get_predictor().model()
-    results = [decide(req, *states[req.customer_id], model) for req in batch.requests]
+    results: list[RecommendationResponse] = []
+    for req in batch.requests:
+        left = aws.remaining()
+        if left is not None and left <= 0:  # CPU work counts too: never answer past the request's deadline
+            raise aws.DeadlineExceededError(operation=f"decision {len(results) + 1} of {len(batch.requests)}")
+        results.append(decide(req, *states[req.customer_id], model))
     parallel(log_decisions, results, LOG_CHUNK)
     metrics.add_metric(name="BatchDecisions", unit=MetricUnit.Count, value=len(results))
     logger.info("batch decisions", extra={"decisions": len(results)})

@@ -61,7 +61,6 @@ def test_d1_request_shapes_that_share_group_sizes_both_score(http: httpx.Client)
         assert rec.status_code == 200, (channels, hours, rec.text)
 
 
-@in_parallel("D2")
 def test_d2_quiet_hours_with_an_offset_never_crash_a_decision(http: httpx.Client) -> None:
     cid = customer("d2")
     put = http.put(f"/v1/customers/{cid}/profile", json={"quiet_hours": {"start": "21:00Z", "end": "08:00"}})
@@ -70,19 +69,17 @@ def test_d2_quiet_hours_with_an_offset_never_crash_a_decision(http: httpx.Client
     assert rec.status_code == 200, rec.text
 
 
-@in_parallel("D5")
 @pytest.mark.parametrize("occurred_at", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00+14:00"])
 def test_d5_extreme_offsets_are_a_validation_error(http: httpx.Client, occurred_at: str) -> None:
     cid = customer("d5")
     good = _touchpoint(cid, f"{cid}-ok", "2026-11-20T09:00:00Z")
     resp = http.post("/v1/touchpoints", json=[_touchpoint(cid, f"{cid}-x", occurred_at), good])
-    assert resp.status_code == 200, resp.text  # the valid item is kept, the other one rejected with a reason
+    assert resp.status_code == 207, resp.text  # the valid item is kept, the other one rejected with a reason
     statuses = [r["status"] for r in resp.json()["results"]]
     assert statuses[0] == "rejected"
     assert statuses[1] in ("stored", "duplicate")
 
 
-@in_parallel("D6")
 @pytest.mark.parametrize("number", [1e308, 1e-320])
 def test_d6_profile_numbers_out_of_the_store_range_are_rejected(http: httpx.Client, number: float) -> None:
     cid = customer("d6")
@@ -111,7 +108,6 @@ def test_d8_a_conflicting_payload_for_a_stored_event_id_is_a_conflict(http: http
     assert [r["status"] for r in again.json()["results"]] == ["conflict"], again.text
 
 
-@in_parallel("D9")
 def test_d9_health_answers_while_a_large_batch_is_scored(server: LiveServer) -> None:
     batch = {"requests": [{"customer_id": f"zeta-{RUN}-d9-{i}"} for i in range(300)]}
     done: dict[str, float] = {}
@@ -132,14 +128,12 @@ def test_d9_health_answers_while_a_large_batch_is_scored(server: LiveServer) -> 
     assert waited < 1.0 or done["batch"] < 1.0, f"/health took {waited:.2f} s behind a {done['batch']:.2f} s batch"
 
 
-@in_parallel("D11")
 def test_d11_docs_need_the_key_and_health_does_not(server: LiveServer) -> None:
     for path in ("/openapi.json", "/docs", "/redoc"):
         assert httpx.get(f"{server.base}{path}", timeout=10).status_code == 401, path
     assert httpx.get(f"{server.base}/health", timeout=10).status_code == 200
 
 
-@in_parallel("D12")
 def test_d12_customer_ids_never_appear_in_clear_in_the_log(server: LiveServer) -> None:
     # Runs after the tests above (file order): whatever they made the server log, no id of theirs is in it.
     if not CUSTOMERS:

@@ -494,3 +494,33 @@ def test_openapi_lists_the_channel_names(app: FastAPI) -> None:
     assert rec["channels"]["anyOf"][0]["items"]["enum"] == names
     body = spec["paths"]["/v1/touchpoints"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert body["oneOf"][0]["items"]["properties"]["channel"]["enum"] == names
+
+
+def test_a_batch_that_outlasts_the_deadline_stops_at_it(
+    local_endpoint: str, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import functions.score.app as score
+
+    real = score.decide
+
+    def slow(*args: Any) -> Any:
+        time.sleep(0.05)
+        return real(*args)
+
+    monkeypatch.setattr(score, "decide", slow)
+    monkeypatch.setattr(common_http, "REQUEST_DEADLINE_SECONDS", 1.0)
+    body = {"requests": [{"customer_id": f"c-{i}", "now": NOW} for i in range(200)]}  # 10 s of decisions
+    with TestClient(app, raise_server_exceptions=False) as client:
+        started = time.monotonic()
+        resp = client.post("/v1/recommendations:batch", json=body)
+        elapsed = time.monotonic() - started
+    assert_unavailable(resp)
+    assert elapsed < 2.0
+
+
+def test_the_template_hands_the_pseudonym_key_parameter_to_the_functions_that_log_customers() -> None:
+    template = (ROOT / "template.yaml").read_text(encoding="utf-8")
+    assert 'NBC_PSEUDONYM_KEY_PARAMETER: !Sub "/${PseudonymKeyParameter}"' in template
+    assert "  PseudonymKeyParameter:\n    Type: String" in template
+    assert template.count("Sid: ReadPseudonymKey") == 3  # ingest, aggregator, scoring: each may read that one key
+    assert template.count("parameter/${PseudonymKeyParameter}") == 3
