@@ -500,9 +500,11 @@ def _profile_from(doc: dict[str, Any]) -> Profile:
     fields = {k: doc[k] for k in Profile.model_fields if k in doc and doc[k] is not None}
     try:
         return Profile.model_validate(fields)
-    except ValidationError:
-        # Configuration changed since it was stored (e.g. an attribute no longer declared): keep the rest.
-        fields.pop("attributes", None)
+    except ValidationError as err:
+        # Configuration or rules changed since it was stored (an attribute no longer declared, quiet hours with a
+        # zone suffix, a time zone that is not an IANA key): keep the fields that are still valid.
+        for name in {str(e["loc"][0]) for e in err.errors() if e.get("loc")} | {"attributes"}:
+            fields.pop(name, None)
         return Profile.model_validate(fields)
 
 

@@ -524,3 +524,26 @@ def test_the_template_hands_the_pseudonym_key_parameter_to_the_functions_that_lo
     assert "  PseudonymKeyParameter:\n    Type: String" in template
     assert template.count("Sid: ReadPseudonymKey") == 3  # ingest, aggregator, scoring: each may read that one key
     assert template.count("parameter/${PseudonymKeyParameter}") == 3
+
+
+def test_a_profile_stored_before_the_stricter_rules_still_serves(local_endpoint: str, app: FastAPI) -> None:
+    # Written by an earlier version: quiet hours with a zone suffix (D2) and a non-IANA time zone.
+    aws.client("dynamodb").put_item(
+        TableName=get_settings().table_name,
+        Item={
+            "PK": {"S": f"C#{CUSTOMER}"},
+            "SK": {"S": "PROFILE"},
+            "type": {"S": "PROFILE"},
+            "timezone": {"S": "localtime"},
+            "consent": {"M": {"email": {"BOOL": True}}},
+            "quiet_hours": {"M": {"start": {"S": "21:00:00Z"}, "end": {"S": "08:00:00"}}},
+        },
+    )
+    with TestClient(app, raise_server_exceptions=False) as client:
+        got = client.get(f"/v1/customers/{CUSTOMER}/profile")
+        assert got.status_code == 200, got.text
+        assert got.json()["consent"] == {"email": True}  # what is still valid is kept
+        assert got.json()["timezone"] == "UTC"
+        assert got.json()["quiet_hours"] is None
+        rec = client.post("/v1/recommendations", json={"customer_id": CUSTOMER, "now": NOW})
+        assert rec.status_code == 200, rec.text
