@@ -179,6 +179,22 @@ def ope_notes(report: dict[str, Any]) -> list[str]:
         )
     if ope:
         notes.append(lead_reason(report))
+    model = ((report.get("policies") or {}).get("model") or {}).get("estimates") or {}
+    seen, seen_channel = (
+        num((model.get("dr") or {}).get("mean_weight")),
+        num((model.get("mdr") or {}).get("mean_weight")),
+    )
+    if seen is not None and seen < 0.5:
+        notes.append(
+            f"The model's policy puts only about {100 * seen:.0f}% of its probability on actions the log ever takes "
+            "(mean full-action weight): DR and SNDR value the rest by the reward model alone, IPS and SNIPS not at "
+            "all (biased low)"
+            + (
+                f"; over the channel (MIPS, MDR) the mean weight is {seen_channel:.2f}."
+                if seen_channel is not None
+                else "."
+            )
+        )
     gone = ope.get("unsupported") or {}
     channels, messages = gone.get("channels") or [], gone.get("messages") or []
     if channels or messages:
@@ -336,7 +352,9 @@ def _policy_table(report: dict[str, Any]) -> str:
         for e in ests:
             value, ci, diag = cell((res.get("estimates") or {}).get(e))
             cls = " class=lead" if e == lead(report) else ""
-            tds.append(f"<td{cls}>{value}<br><small>{ci}</small><br><small>{diag}</small></td>")
+            mean_w = num(((res.get("estimates") or {}).get(e) or {}).get("mean_weight"))
+            extra = "" if mean_w is None or e == "dm" else f"<br><small>mean w {mean_w:.2f}</small>"
+            tds.append(f"<td{cls}>{value}<br><small>{ci}</small><br><small>{diag}</small>{extra}</td>")
         if truth:
             share = num(res.get("share_of_oracle"))
             tds.append(f"<td><b>{fmt(res.get('true_value'))}</b></td><td>{fmt(res.get('regret'))}</td>")
@@ -426,7 +444,8 @@ Objective: {html.escape(str(report.get("objective", "")))}; attribution window
 <h2>Policy value (held-out decisions)</h2>
 <p>{html.escape(reward_text(report)[0].upper() + reward_text(report)[1:])}; by every off-policy estimator
 (docs/ope.md): the value, its 95% bootstrap interval, and "ESS / matched" (the
-effective sample size of the importance weights / the decisions whose weight is positive). The lead estimator is
+effective sample size of the importance weights / the decisions whose weight is positive), and the mean weight
+(about the share of the policy's probability on actions the log takes; well below 1: bias). The lead estimator is
 highlighted; "est." marks numbers that rest on estimated propensities.{truth_note}</p>
 {warn}<ul>{notes}</ul>
 {_policy_table(report)}

@@ -349,3 +349,18 @@ def test_lead_rule() -> None:
     assert ope.lead_estimator({"dm": _e(), "dr": _e(ess=5.0), "mdr": _e(ess=300)}, min_ess_share=0.001) == "dr"
     with pytest.raises(ValueError, match="no usable"):
         ope.lead_estimator({"dr": nan})
+
+
+def test_mean_weight_is_the_targets_mass_the_log_can_see() -> None:
+    # Hand example: mean w = (2 + 0 + 1 + 2) / 4 = 1.25, mean w_e = (2 + 1 + 0.5 + 2) / 4 = 1.375; DM: 1.
+    est = ope.estimate_all(R, P, PI, QL, QP, pi_embed=PIE, p_embed=PE, n_boot=50)
+    assert est["ips"].mean_weight == pytest.approx(1.25)
+    assert est["dr"].mean_weight == pytest.approx(1.25)
+    assert est["mdr"].mean_weight == pytest.approx(1.375)
+    assert est["dm"].mean_weight == 1.0
+    assert est["dr"].to_dict()["mean_weight"] == pytest.approx(1.25)
+    # A target that only picks actions the log never takes: every weight 0, whatever the sample size.
+    n = 200
+    blind = ope.estimate_all(np.ones(n), np.full(n, 0.5), np.zeros(n), np.zeros(n), np.ones(n), n_boot=50)
+    assert blind["dr"].mean_weight == 0.0
+    assert blind["dr"].value == 1.0  # DR is then the reward model alone (DM), whatever the rewards say

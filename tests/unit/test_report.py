@@ -38,6 +38,8 @@ def _report(propensities: str = "none", truth: bool = False) -> dict[str, Any]:
         }
         if name == "global_best":
             estimates["snips"] = dict(NULL)  # no matched decision
+        if name == "model" and weighted:
+            estimates["dr"]["mean_weight"] = 0.05  # most of its mass where the log never goes
         lead = "dr" if weighted else "mdr"
         res: dict[str, Any] = {
             "estimates": estimates,
@@ -79,6 +81,8 @@ def test_html_with_truth_shows_errors_and_coverage() -> None:
     assert "(lead) est." not in page
     assert "Error against the true value" in page
     assert "&#10003;" in page
+    assert "puts only about 5% of its probability on actions the log ever takes" in page
+    assert "mean w 0.05" in page
 
 
 def test_policy_plot_is_not_scaled_by_one_estimators_noise() -> None:

@@ -60,6 +60,10 @@ class Estimate:
     matched     decisions with a positive weight (for a deterministic target: logged action == its choice)
     support     share of all logged decisions the estimator can use (a known, positive propensity)
     n           decisions used
+    mean_weight mean importance weight over the decisions used (DM: 1). Under the logging policy its
+                expectation is the target's probability mass on actions the log can take: well below 1, the
+                target puts mass where the log never goes, and the weighted part cannot see it (DR / MDR value
+                that mass by the reward model alone, IPS / SNIPS not at all)
     """
 
     value: float
@@ -69,6 +73,7 @@ class Estimate:
     matched: int
     support: float
     n: int
+    mean_weight: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready; non-finite numbers become None (null), never NaN."""
@@ -80,6 +85,7 @@ class Estimate:
             "matched": self.matched,
             "support": _finite_or_none(self.support),
             "n": self.n,
+            "mean_weight": _finite_or_none(self.mean_weight),
         }
 
 
@@ -385,6 +391,7 @@ def _summarise(terms: Terms, boot: FloatArray, level: float) -> Estimate:
         matched=int((w > 0).sum()),
         support=n_used / len(terms),
         n=n_used,
+        mean_weight=float(w.mean()),
     )
 
 
