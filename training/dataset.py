@@ -106,15 +106,16 @@ def build(
 ) -> TrainingSet:
     """Build the training set (see the module docstring for the rules).
 
-    `labels`: "window" (default for conversion and value) labels every row with the customer's outcome within
-    the window after the decision, and adds the logged "don't contact" decisions as rows of the action none,
-    so the model learns incremental value; "attributed" (always for click and visit, whose outcomes only a
-    contact causes) labels a send with what last-click attribution credits it.
+    `labels`: "attributed" (the default; always for click and visit, whose outcomes only a contact causes)
+    labels a send with what last-click attribution credits it; "window" labels every row with the customer's
+    outcome within the window after the decision and adds the logged "don't contact" decisions as rows of the
+    action none, so the model learns incremental value (measured weaker on the simulator so far: see
+    docs/decisions.md section 11 and bench/RESULTS.md).
     """
     if objective not in OBJECTIVE_EVENT:
         raise ValueError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVE_EVENT)}")
     if labels is None or objective in ("click", "visit"):
-        labels = "window" if objective in ("conversion", "value") and labels is None else "attributed"
+        labels = "attributed"
     settings = get_settings()
     window = float(window_days if window_days is not None else settings.attribution_window_days)
     layout = layout_from_settings()

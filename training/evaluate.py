@@ -203,24 +203,36 @@ class LoggedDecisions:
             sub = _subset(ctx, idx)
             return pol.grid_scores(booster, sub, ts.levels["message"], ts.layout)
 
-        self.nuisance = reward_model.fit(ts, ctx, score_subset, costs)
+        def score_none(booster: Any, idx: np.ndarray) -> np.ndarray:
+            return pol.no_contact_scores(booster, _subset(ctx, idx), ts.layout)
+
+        self.nuisance = reward_model.fit(ts, ctx, score_subset, costs, score_none if ts.no_contact else None)
         q = self.nuisance.q
         q[:, codes] = -costs[codes][None, :, None, None]  # never-tried channels: no conversion credited
         self.q = q
-        self.q_logged = np.where(self.in_grid, q[self.rows, self.cs, self.ss, self.ms], 0.0)
-        self.p_embed = np.where(self.c >= 0, self.nuisance.p_channel[self.rows, self.cs], np.nan)
+        # "Don't contact": its outcome (organic conversions) is learned when the log has such decisions, else 0.
+        self.q_none = self.nuisance.q_none if self.nuisance.q_none is not None else np.zeros(d)
+        self.logged_none = self.c < 0
+        self.q_logged = np.where(
+            self.in_grid, q[self.rows, self.cs, self.ss, self.ms], np.where(self.logged_none, self.q_none, 0.0)
+        )
+        n_ch = q.shape[1]
+        embed = np.where(self.logged_none, n_ch, self.cs)  # the logged action's channel, or "don't contact"
+        self.p_embed = self.nuisance.p_channel[self.rows, embed]
 
     def pick(self, cells: np.ndarray) -> np.ndarray:
         """Each decision's value of a [D, C, S, M] array at its logged action (0 outside the grid)."""
         return np.where(self.in_grid, cells[self.rows, self.cs, self.ss, self.ms], 0.0)
 
     def terms(self, dist: pol.PolicyDist) -> dict[str, ope.Terms]:
-        q_pi = (dist.cells * self.q).reshape(len(self.rows), -1).sum(axis=1)  # "don't contact" is worth 0
-        pi_embed = np.where(self.c >= 0, dist.channel_mix()[self.rows, self.cs], 0.0)
+        q_pi = (dist.cells * self.q).reshape(len(self.rows), -1).sum(axis=1) + dist.none * self.q_none
+        mix = dist.channel_mix()[self.rows, self.cs]
+        pi_embed = np.where(self.logged_none, dist.none, np.where(self.c >= 0, mix, 0.0))
+        pi_logged = np.where(self.logged_none, dist.none, self.pick(dist.cells))
         return ope.terms_all(
             self.reward,
             self.pscore,
-            self.pick(dist.cells),
+            pi_logged,
             self.q_logged,
             q_pi,
             pi_embed=pi_embed,

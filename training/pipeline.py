@@ -44,8 +44,8 @@ class Options:
     # (the default: it picks better channels and send times on the simulator, see bench/RESULTS.md);
     # False trains one direct conversion model.
     funnel: bool = True
-    # "window" (default for conversion and value): outcomes within the window after each decision and the
-    # logged no-contact decisions as rows, so the model learns incremental value; "attributed": last click.
+    # "attributed" (default): last-click credit; "window": outcomes within the window after each decision and the
+    # logged no-contact decisions as rows, so the model learns incremental value (docs/decisions.md section 11).
     labels: dataset.Labels | None = None
     version: str | None = None
     params: dict[str, Any] = field(default_factory=dict)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -181,6 +182,11 @@ def run(customers: int, days: int, seed: int, workdir: Path) -> dict[str, Any]:
     store_dir = (workdir / "models").resolve()
     os.environ["NBC_MODEL_STORE"] = str(store_dir)
     os.environ["NBC_TABLE_NAME"] = "nbc-demo"
+    # One demo process, so one pseudonym key for its logs (a deployment reads it from SSM; docs/operations.md).
+    os.environ.setdefault("NBC_PSEUDONYM_KEY", secrets.token_hex(16))
+    # A batch job against the embedded moto (same process, same GIL): its calls may wait behind the handlers'
+    # work, so the demo is patient; the API's short budgets are for serving, not for a local batch.
+    os.environ.setdefault("NBC_AWS_READ_TIMEOUT", "60")
     # The handlers' JSON logs and CloudWatch metric lines would drown the tables (no CloudWatch here anyway).
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")

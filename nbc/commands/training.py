@@ -91,8 +91,9 @@ def train(
     labels: Annotated[
         str | None,
         typer.Option(
-            help="window: the outcome within the window after each decision, with the logged no-contact decisions "
-            "as rows (incremental value; default for conversion and value); attributed: last-click credit",
+            help="attributed (default): last-click credit, with the click funnel when the data has clicks; window: "
+            "the outcome within the window after each decision, the logged no-contact decisions as rows "
+            "(incremental value, docs/decisions.md section 11)",
         ),
     ] = None,
     version: Annotated[str | None, typer.Option(help="Version name (default: timestamp)")] = None,

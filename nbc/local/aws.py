@@ -84,6 +84,13 @@ def local_aws(port: int | None = None) -> Iterator[str]:
         aws.reset_clients()
 
 
+def _passes_filter(record: dict[str, Any]) -> bool:
+    """The event source mapping's FilterCriteria in template.yaml: new touchpoint items only (INSERT, SK TP#*).
+    The aggregator's own writes (the aggregate, the folded marks) are MODIFY records it never receives."""
+    sk = record.get("dynamodb", {}).get("Keys", {}).get("SK", {}).get("S", "")
+    return bool(record.get("eventName") == "INSERT" and sk.startswith("TP#"))
+
+
 class StreamPump:
     """Locally, what Lambda's event source mapping does in the cloud: read the table's stream and hand each
     batch of records, shaped as a Lambda DynamoDB stream event, to a handler (the aggregator's)."""
@@ -109,7 +116,8 @@ class StreamPump:
     def drain(self) -> int:
         """Deliver every record written so far; return how many were delivered."""
         self._open()
-        streams = aws.client("dynamodbstreams")
+        # moto answers a long stream's GetRecords slowly: a patient client (a local tool, not a request path).
+        streams = aws.client("dynamodbstreams", get_settings().model_copy(update={"aws_read_timeout": 120.0}))
         delivered = 0
         for sid, iterator in list(self._iterators.items()):
             while iterator:
@@ -118,9 +126,10 @@ class StreamPump:
                 iterator = page.get("NextShardIterator")
                 if not records:
                     break
-                event = {"Records": [_lambda_record(r, self._arn) for r in records]}
-                self.handler(event, None)
-                delivered += len(records)
+                wanted = [r for r in records if _passes_filter(r)]
+                if wanted:
+                    self.handler({"Records": [_lambda_record(r, self._arn) for r in wanted]}, None)
+                delivered += len(wanted)
             self._iterators[sid] = iterator
         return delivered
 

@@ -195,6 +195,15 @@ def test_aggregator_stream_source_bisects_retries_and_keeps_failures(template: d
     assert not "PROFILE".startswith(prefix)
     assert "INSERT" in pattern["eventName"]
     assert "REMOVE" not in pattern["eventName"]
+    # The local stream pump applies the same filter (nbc/local/aws.py), so local runs see what Lambda sees.
+    from nbc.local.aws import _passes_filter
+
+    def record(event: str, sk: str) -> dict[str, Any]:
+        return {"eventName": event, "dynamodb": {"Keys": {"SK": {"S": sk}}}}
+
+    for event in ("INSERT", "MODIFY", "REMOVE"):
+        for sk in (touchpoint_sk("e-1"), "AGG", "PROFILE"):
+            assert _passes_filter(record(event, sk)) == (event in pattern["eventName"] and sk.startswith(prefix))
 
 
 def _routes(template: dict[str, Any]) -> dict[tuple[str, str], tuple[str, dict[str, Any]]]:

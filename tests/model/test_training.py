@@ -263,9 +263,9 @@ def test_default_model_in_one_booster_and_the_direct_model_stays_available(
     trained: tuple[ModelStore, pipeline.Result], sim_dir: Path, tmp_path: Path
 ) -> None:
     store, result = trained
-    # Window labels (the conversion objective's default) train one incremental model, no funnel (issue 11).
+    # Attributed labels (the default) on data with clicks: the funnel distilled into one booster.
     assert result.report["training"]["engine"] == "local"
-    assert "no funnel" in result.report["training"]["model"]
+    assert result.report["training"]["model"].startswith("funnel")
     assert store.manifest(result.version).files["lightgbm"] == "model.txt"
     opts = pipeline.Options(
         simulated_truth=str(sim_dir / "truth.json"), max_contexts=300, funnel=False, params={"num_threads": 1}

@@ -39,9 +39,10 @@ CLIP = 0.01  # estimated channel propensities are clipped below at this value
 @dataclass
 class Nuisance:
     q: np.ndarray  # [D, C, S, M] expected net reward of each cell
-    p_channel: np.ndarray  # [D, C] estimated logging probability of each channel
+    p_channel: np.ndarray  # [D, C + 1] estimated logging probability of each channel and of "don't contact"
     channel_logloss: float  # held-out (cross-fitted) multiclass log loss of the channel model
     channel_calibration: dict[str, list[float]]  # predicted vs observed share of the logged channel, by decile
+    q_none: np.ndarray | None = None  # [D] expected reward of "don't contact" (models that learned it), else None
 
 
 def _folds(customers: list[str]) -> np.ndarray:
@@ -59,10 +60,12 @@ def fit(
     ctx: Contexts,
     grid_scores: Any,
     costs: np.ndarray,
+    none_scores: Any = None,
 ) -> Nuisance:
     """Cross-fitted reward and logging-channel models for the decisions of `ctx`.
 
-    `grid_scores(booster)` scores every cell of every decision with a booster (the evaluation's compiled path).
+    `grid_scores(booster, idx)` scores every cell of decisions `idx` with a booster (the evaluation's compiled
+    path); `none_scores(booster, idx)`, when given, their "don't contact" action (training sets with such rows).
     """
     n_ch = ctx.chan.shape[1]
     ev_rows = ts.split == "eval"
@@ -75,6 +78,7 @@ def fit(
     if objective == "value":
         params["objective"] = "regression"
     q = np.zeros(ctx.allowed.shape)
+    q_none = np.zeros(len(ctx)) if none_scores is not None else None
     for k in (0, 1):
         train = row_fold != k
         target = ctx_fold == k
@@ -84,23 +88,31 @@ def fit(
         if len(yk) == 0 or (objective != "value" and len(np.unique(yk > 0)) < 2):
             rate = float(np.mean(y)) if len(y) else 0.0
             pred = np.full((int(target.sum()), *ctx.allowed.shape[1:]), rate)
+            if q_none is not None:
+                q_none[target] = rate
         else:
             data = lgb.Dataset(x[train], label=(yk > 0).astype(float) if objective != "value" else yk)
             booster = lgb.train(params, data, num_boost_round=REWARD_ROUNDS)
             pred = grid_scores(booster, np.flatnonzero(target))
+            if q_none is not None:
+                q_none[target] = none_scores(booster, np.flatnonzero(target))
         q[target] = pred
     if objective == "value":
         q = q - costs[None, :, None, None]
     else:
         q = q * ctx.value_hat[:, None, None, None] - costs[None, :, None, None]
+        if q_none is not None:
+            q_none = q_none * ctx.value_hat  # "don't contact" costs nothing
     p_channel, logloss, calib = _channel_model(ctx, ctx_fold, n_ch)
-    return Nuisance(q, p_channel, logloss, calib)
+    return Nuisance(q, p_channel, logloss, calib, q_none)
 
 
 def _channel_model(ctx: Contexts, fold: np.ndarray, n_ch: int) -> tuple[np.ndarray, float, dict[str, list[float]]]:
-    sent = ctx.logged_channel >= 0
+    # Classes: the catalogue's channels and "don't contact" (code n_ch), the embedding MIPS / MDR weight by.
+    sent = np.ones(len(ctx), dtype=bool)
     feats = np.hstack([ctx.cust, ctx.consent.astype(np.float32), ctx.engaged.astype(np.float32)])
-    label = ctx.logged_channel
+    label = np.where(ctx.logged_channel >= 0, ctx.logged_channel, n_ch)
+    n_ch += 1
     out = np.full((len(ctx), n_ch), 1.0 / n_ch)
     prior = np.bincount(label[sent], minlength=n_ch).astype(np.float64) + 1.0
     prior /= prior.sum()
