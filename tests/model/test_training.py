@@ -264,7 +264,7 @@ def test_default_model_in_one_booster_and_the_direct_model_stays_available(
 ) -> None:
     store, result = trained
     # Attributed labels (the default) on data with clicks: the funnel distilled into one booster.
-    assert result.report["training"]["engine"] == "local"
+    assert result.report["training"]["engine"] == "local-funnel"
     assert result.report["training"]["model"].startswith("funnel")
     assert store.manifest(result.version).files["lightgbm"] == "model.txt"
     opts = pipeline.Options(
