@@ -251,7 +251,7 @@ def run(customers: int, days: int, seed: int, workdir: Path) -> dict[str, Any]:
 
 
 def demo(
-    customers: Annotated[int, typer.Option(min=50, help="Simulated customers")] = 800,
+    customers: Annotated[int, typer.Option(min=50, help="Simulated customers")] = 300,
     days: Annotated[int, typer.Option(min=14, help="Days of history")] = 60,
     seed: Annotated[int, typer.Option(help="Random seed")] = 7,
     workdir: Annotated[Path, typer.Option(help="Where the simulation and the model store go")] = Path(".nbc/demo"),
