@@ -353,8 +353,8 @@ def _policy_table(report: dict[str, Any]) -> str:
             value, ci, diag = cell((res.get("estimates") or {}).get(e))
             cls = " class=lead" if e == lead(report) else ""
             mean_w = num(((res.get("estimates") or {}).get(e) or {}).get("mean_weight"))
-            extra = "" if mean_w is None or e == "dm" else f"<br><small>mean w {mean_w:.2f}</small>"
-            tds.append(f"<td{cls}>{value}<br><small>{ci}</small><br><small>{diag}</small>{extra}</td>")
+            weight_note = "" if mean_w is None or e == "dm" else f"<br><small>mean w {mean_w:.2f}</small>"
+            tds.append(f"<td{cls}>{value}<br><small>{ci}</small><br><small>{diag}</small>{weight_note}</td>")
         if truth:
             share = num(res.get("share_of_oracle"))
             tds.append(f"<td><b>{fmt(res.get('true_value'))}</b></td><td>{fmt(res.get('regret'))}</td>")
