@@ -281,7 +281,7 @@ def _off_policy(
     terms["logging"] = logged.on_policy_terms(same_support=logged.propensities == "partial")
     idx = ope.bootstrap_indices(n, n_boot, seed)
     estimates = {side: {k: ope.estimate(t, idx=idx) for k, t in ts_.items()} for side, ts_ in terms.items()}
-    lead = ope.lead_estimator(estimates["challenger"])
+    lead = pair_lead(estimates)
     vs_log = _diff(
         ope.paired_difference(terms["challenger"][lead], terms["logging"][lead], idx=idx),
         "challenger - logging policy, net value per decision",
@@ -324,6 +324,18 @@ def _off_policy(
         reasons=reasons,
         true_values=true_values,
     )
+
+
+def pair_lead(estimates: dict[str, dict[str, ope.Estimate]]) -> str:
+    """One estimator for both models, whichever side is challenger: the lead rule (docs/ope.md) on each model's
+    estimates; when they disagree (one model's full-action weights are thin), MDR if both have it."""
+    leads = {ope.lead_estimator(estimates[side]) for side in ("challenger", "champion") if side in estimates}
+    if len(leads) == 1:
+        return leads.pop()
+    sides = [estimates[side] for side in ("challenger", "champion") if side in estimates]
+    if all("mdr" in e and math.isfinite(e["mdr"].value) for e in sides):
+        return "mdr"
+    return ope.lead_estimator(estimates["challenger"])
 
 
 def _decide(label: str, diff: dict[str, Any] | None, vs_base: dict[str, Any], base: str) -> tuple[str, list[str]]:

@@ -12,9 +12,9 @@ from sklearn.metrics import roc_auc_score
 
 from model.adapters.registry import ModelStore
 from model.scoring.predictor import COMPILED_KEY
-from training import dataset, pipeline, train
+from training import dataset, ope, pipeline, train
 from training.ope import ESTIMATORS
-from training.promote import PromotionRefusedError, _decide, evaluate_gate, held_out, promote
+from training.promote import PromotionRefusedError, _decide, evaluate_gate, held_out, pair_lead, promote
 from training.simulate import SimConfig, simulate, write
 
 
@@ -184,6 +184,17 @@ def test_gate_dry_run_changes_nothing_and_force_skips_the_gate(gate: tuple) -> N
     assert forced.gate is None
     assert store.current() == "bad"
     assert promote(store, "bad").message.endswith("already CURRENT")
+
+
+def test_gate_uses_one_estimator_for_both_sides() -> None:
+    def est(ess: float, matched: int) -> ope.Estimate:
+        return ope.Estimate(1.0, (0.5, 1.5), ess, 3.0, matched, 1.0, 1000)
+
+    thick, thin = {"dr": est(500, 600), "mdr": est(300, 900)}, {"dr": est(2, 40), "mdr": est(300, 900)}
+    assert pair_lead({"challenger": thick, "champion": thick}) == "dr"
+    assert pair_lead({"challenger": thick, "champion": thin}) == "mdr"  # whichever side is thin
+    assert pair_lead({"challenger": thin, "champion": thick}) == "mdr"
+    assert pair_lead({"challenger": thick}) == "dr"  # first model
 
 
 def test_gate_decision_rule() -> None:
