@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import lightgbm as lgb
@@ -187,13 +188,15 @@ def test_gate_dry_run_changes_nothing_and_force_skips_the_gate(gate: tuple) -> N
 
 
 def test_gate_uses_one_estimator_for_both_sides() -> None:
-    def est(ess: float, matched: int) -> ope.Estimate:
-        return ope.Estimate(1.0, (0.5, 1.5), ess, 3.0, matched, 1.0, 1000)
+    def est(ess: float, matched: int, value: float = 1.0) -> ope.Estimate:
+        return ope.Estimate(value, (value - 0.5, value + 0.5), ess, 3.0, matched, 1.0, 1000 if ess else 0)
 
     thick, thin = {"dr": est(500, 600), "mdr": est(300, 900)}, {"dr": est(2, 40), "mdr": est(300, 900)}
+    blind = {"dr": est(0, 0, math.nan), "mdr": est(300, 900)}  # no logged propensity: estimated channel ones
     assert pair_lead({"challenger": thick, "champion": thick}) == "dr"
-    assert pair_lead({"challenger": thick, "champion": thin}) == "mdr"  # whichever side is thin
-    assert pair_lead({"challenger": thin, "champion": thick}) == "mdr"
+    assert pair_lead({"challenger": thick, "champion": thin}) == "dr"  # thin weights widen the interval
+    assert pair_lead({"challenger": thin, "champion": thick}) == "dr"  # ... whichever side is the challenger
+    assert pair_lead({"challenger": thick, "champion": blind}) == "mdr"
     assert pair_lead({"challenger": thick}) == "dr"  # first model
 
 
