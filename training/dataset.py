@@ -119,16 +119,48 @@ def build(
     settings = get_settings()
     window = float(window_days if window_days is not None else settings.attribution_window_days)
     layout = layout_from_settings()
-    cat = catalogue()
-    costs = np.array([settings.channel_costs.get(n, 0.0) for n in cat.names])
 
     tp = normalise_touchpoints(touchpoints)
     if tp.height == 0:
         raise ValueError("no usable touchpoints (known channels and event types) in the source")
     end = float(as_of if as_of is not None else tp["ts"].max())  # type: ignore[arg-type]
+    labelled, quiet_rows = label_sends(tp, decisions, window, labels)
+    sends = censor(labelled, window, end)
+    if sends.height == 0:
+        raise ValueError("no send has a complete attribution window: the log is too short or too recent")
+    if message_levels is None:
+        message_levels = top_messages(message_counts(sends))
+    levels = feature_levels(layout, message_levels)
+    if quiet_rows:
+        levels["channel"] = [*levels["channel"], NONE_CHANNEL]  # the model also learns p(outcome | x, none)
+    part = choose_split(sends, split, eval_fraction, window, valid_fraction)
+    return assemble(
+        tp,
+        sends,
+        part,
+        profiles,
+        objective=objective,
+        labels=labels,
+        window=window,
+        levels=levels,
+        layout=layout,
+        max_contexts=max_contexts,
+        period=(float(tp["ts"].min()), end),  # type: ignore[arg-type]
+        counts={"sends": labelled.height, "no_contact_rows": quiet_rows},
+        progress=progress,
+        workers=workers,
+    )
+
+
+def label_sends(
+    tp: pl.DataFrame, decisions: pa.Table | pl.DataFrame | None, window: float, labels: Labels
+) -> tuple[pl.DataFrame, int]:
+    """Every send (and, with window labels, every logged "don't contact" decision) with its logged decision and
+    outcome counts, before censoring; and how many "don't contact" rows there are. Works on any set of whole
+    customers (the Dask engine calls it per partition)."""
+    n_ch = len(catalogue())
     credited = attribute(tp, window)
     dec = normalise_decisions(decisions)
-
     sends = (
         tp.filter(pl.col("ev") == SENT)
         .select(
@@ -153,7 +185,6 @@ def build(
             pl.col("send_at").fill_null((pl.col("send_ts") / 3600).floor() * 3600),
         )
     )
-    n_ch = len(cat)
     quiet = no_contact_decisions(decisions) if labels == "window" else no_contact_decisions(None)
     if quiet.height:
         # Logged "don't contact" decisions (holdout, no-send) are rows too: the action "none", code n_ch.
@@ -194,25 +225,49 @@ def build(
             .with_columns(pl.col("conversions").fill_null(0), pl.col("conv_value").fill_null(0.0))
             .drop("row_id")
         )
-    n_sends = sends.height
-    sends = sends.filter(pl.col("send_ts") + window * DAY <= end)  # censoring: no full window yet
-    censored = n_sends - sends.height
-    if sends.height == 0:
-        raise ValueError("no send has a complete attribution window: the log is too short or too recent")
-    sends = sends.sort("customer_id", "send_ts", "send_id")
-    if message_levels is None:
-        top = (
-            sends.filter(pl.col("message_id").is_not_null())
-            .group_by("message_id")
-            .len()
-            .sort(["len", "message_id"], descending=[True, False])
-            .head(MAX_MESSAGES)
-        )
-        message_levels = top["message_id"].to_list()
-    levels = feature_levels(layout, message_levels)
-    if quiet.height:
-        levels["channel"] = [*levels["channel"], NONE_CHANNEL]  # the model also learns p(outcome | x, none)
-    part = choose_split(sends, split, eval_fraction, window, valid_fraction)
+    return sends, quiet.height
+
+
+def censor(sends: pl.DataFrame, window: float, end: float) -> pl.DataFrame:
+    """The sends whose attribution window is over by `end` (the others are censored, not negative), sorted."""
+    return sends.filter(pl.col("send_ts") + window * DAY <= end).sort("customer_id", "send_ts", "send_id")
+
+
+def message_counts(sends: pl.DataFrame) -> pl.DataFrame:
+    """Sends per message id (summed over partitions by the Dask engine)."""
+    return sends.filter(pl.col("message_id").is_not_null()).group_by("message_id").len()
+
+
+def top_messages(counts: pl.DataFrame) -> list[str]:
+    """The message levels: the MAX_MESSAGES most sent messages (ties by id)."""
+    top = counts.sort(["len", "message_id"], descending=[True, False]).head(MAX_MESSAGES)
+    return [str(m) for m in top["message_id"].to_list()]
+
+
+def assemble(
+    tp: pl.DataFrame,
+    sends: pl.DataFrame,
+    part: np.ndarray,
+    profiles: pa.Table | pl.DataFrame | None,
+    *,
+    objective: Objective,
+    labels: Labels,
+    window: float,
+    levels: dict[str, list[str]],
+    layout: FeatureLayout,
+    max_contexts: int,
+    period: tuple[float, float],
+    counts: dict[str, int],
+    progress: Progress | None = None,
+    workers: int | None = None,
+    context_share: float | None = None,
+) -> TrainingSet:
+    """Rows, labels and evaluation contexts of censored, split sends (whole customers: the Dask engine calls it
+    per partition). Held-out decisions: at most `max_contexts`, those with the smallest id hash share; with
+    `context_share`, those whose share is at most that (the global cut the Dask engine computes)."""
+    settings = get_settings()
+    costs = np.array([settings.channel_costs.get(n, 0.0) for n in catalogue().names])
+    n_ch = len(catalogue())
     keep = part != "purged"
     sends = sends.filter(pl.Series(keep))
     part = part[keep]
@@ -229,7 +284,9 @@ def build(
     # Held-out decisions to evaluate policies on: logged decision id + propensity, a sample of at most N.
     eval_dec = sends.filter(pl.Series(part == "eval"))
     eval_dec = eval_dec.unique(subset="decision_id", keep="first")
-    if eval_dec.height > max_contexts:
+    if context_share is not None:
+        eval_dec = eval_dec.filter(pl.Series(hash_share(eval_dec["decision_id"]) <= context_share))
+    elif eval_dec.height > max_contexts:
         share = hash_share(eval_dec["decision_id"])
         eval_dec = eval_dec.with_columns(pl.Series("_h", share)).sort("_h").head(max_contexts).drop("_h")
     eval_dec = eval_dec.sort("customer_id", "decided_at")
@@ -299,7 +356,7 @@ def build(
     )
     cost_of = np.append(costs, 0.0)  # the last code is "don't contact"
     meta = meta.with_columns(pl.Series("reward", meta["conv_value"].to_numpy() - cost_of[meta["ch"].to_numpy()]))
-    first, last = float(tp["ts"].min()), end  # type: ignore[arg-type]
+    first, last = period
     return TrainingSet(
         layout=layout,
         levels=levels,
@@ -313,12 +370,12 @@ def build(
         period=(datetime.fromtimestamp(first, UTC), datetime.fromtimestamp(last, UTC)),
         stats={
             "touchpoints": float(tp.height),
-            "sends": float(n_sends),
-            "censored": float(censored),
+            "sends": float(counts["sends"]),
+            "censored": float(counts["sends"] - len(keep)),
             "rows": float(n_rows),
             "positives": float((y > 0).sum()),
             "eval_decisions": float(len(builder.ids)),
-            "no_contact_rows": float(quiet.height),
+            "no_contact_rows": float(counts["no_contact_rows"]),
         },
         labels=labels,
     )
