@@ -121,3 +121,14 @@ class PlainProgress:
         self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=1.0)
+
+
+def progress_for(console: Console) -> Any:
+    """A rich bar on a terminal; plain lines otherwise (CI, container logs, `| tee`)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    if not console.is_terminal:
+        return PlainProgress(console)
+    return Progress(
+        TextColumn("{task.description:<16}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    )

@@ -127,6 +127,19 @@ class _S3Backend(_Backend):
         return f"s3://{self.bucket}/{self._key(key)}"
 
 
+def blobs(uri: str, what: str = "store") -> _Backend:
+    """Named byte objects under a local folder or an S3 prefix (`/path/dir`, a relative path, `s3://bucket/prefix`):
+    the model store's backend, shared with other writers of files (audience decisions)."""
+    if uri.startswith("s3://"):
+        bucket, _, prefix = uri[5:].partition("/")
+        if not bucket:
+            raise StoreError(f"invalid S3 {what} {uri!r}: expected s3://bucket/prefix")
+        return _S3Backend(bucket, prefix)
+    if "://" in uri:
+        raise StoreError(f"unsupported {what} {uri!r}: use a folder path or s3://bucket/prefix")
+    return _LocalBackend(Path(uri).expanduser())
+
+
 class ModelStore:
     """Versioned models under one root: a local folder or an S3 prefix."""
 
@@ -137,14 +150,7 @@ class ModelStore:
     @classmethod
     def from_uri(cls, uri: str) -> ModelStore:
         """`/path/dir` (or a relative path) or `s3://bucket/prefix`."""
-        if uri.startswith("s3://"):
-            bucket, _, prefix = uri[5:].partition("/")
-            if not bucket:
-                raise StoreError(f"invalid S3 model store {uri!r}: expected s3://bucket/prefix")
-            return cls(_S3Backend(bucket, prefix), uri)
-        if "://" in uri:
-            raise StoreError(f"unsupported model store {uri!r}: use a folder path or s3://bucket/prefix")
-        return cls(_LocalBackend(Path(uri).expanduser()), uri)
+        return cls(blobs(uri, "model store"), uri)
 
     def __repr__(self) -> str:
         return f"ModelStore({self.uri!r})"
