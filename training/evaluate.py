@@ -20,7 +20,7 @@ from sklearn.metrics import log_loss, roc_auc_score
 
 from model.domain.catalogue import catalogue
 from model.domain.settings import get_settings
-from training import ope
+from training import marketing, ope
 from training.dataset import TrainingSet
 from training.ope import policies as pol
 from training.ope import reward_model
@@ -144,6 +144,19 @@ def unsupported(ts: TrainingSet) -> dict[str, list[str]]:
     }
 
 
+def model_values(
+    booster: Any, ts: TrainingSet, encode_levels: list[str] | None = None, no_contact: bool | None = None
+) -> np.ndarray:
+    """[D, C, S, M] the expected value serving ranks the held-out decisions' candidates by with this booster."""
+    ctx = ts.contexts
+    assert ctx is not None
+    scores = pol.grid_scores(booster, ctx, ts.levels["message"], ts.layout, encode_levels)
+    if ts.no_contact if no_contact is None else no_contact:
+        # Incremental: what contacting adds over P(outcome | x, don't contact), as decide ranks.
+        scores = scores - pol.no_contact_scores(booster, ctx, ts.layout)[:, None, None, None]
+    return expected_value(scores, ctx, ts.objective, _costs())
+
+
 def model_policy(
     booster: Any, ts: TrainingSet, encode_levels: list[str] | None = None, no_contact: bool | None = None
 ) -> pol.PolicyDist:
@@ -151,14 +164,9 @@ def model_policy(
     as `decide` ranks candidates, epsilon-greedy with the configured exploration. `encode_levels`: the booster's
     own message levels when it is another version than the one the training set was built for (the gate);
     `no_contact`: whether the booster scores "don't contact" (default: the training set's)."""
-    ctx = ts.contexts
-    assert ctx is not None
-    scores = pol.grid_scores(booster, ctx, ts.levels["message"], ts.layout, encode_levels)
-    if ts.no_contact if no_contact is None else no_contact:
-        # Incremental: what contacting adds over P(outcome | x, don't contact), as decide ranks.
-        scores = scores - pol.no_contact_scores(booster, ctx, ts.layout)[:, None, None, None]
-    ev = expected_value(scores, ctx, ts.objective, _costs())
-    return pol.served(ev, ctx.allowed, get_settings().exploration_rate)
+    ev = model_values(booster, ts, encode_levels, no_contact)
+    assert ts.contexts is not None
+    return pol.served(ev, ts.contexts.allowed, get_settings().exploration_rate)
 
 
 def true_value(dist: pol.PolicyDist, true_ev: np.ndarray) -> float:
@@ -166,11 +174,19 @@ def true_value(dist: pol.PolicyDist, true_ev: np.ndarray) -> float:
     return float((dist.cells * true_ev).reshape(len(true_ev), -1).sum(axis=1).mean())
 
 
-def policy_distributions(booster: Any, ts: TrainingSet, oracle_ev: np.ndarray | None) -> dict[str, pol.PolicyDist]:
-    """The model's served policy and the baselines, as distributions over each decision's grid."""
+def policy_distributions(
+    booster: Any, ts: TrainingSet, oracle_ev: np.ndarray | None, model_ev: np.ndarray | None = None
+) -> dict[str, pol.PolicyDist]:
+    """The model's served policy and the baselines, as distributions over each decision's grid (`model_ev`: the
+    model's expected values when already computed)."""
     ctx = ts.contexts
     assert ctx is not None
-    out = {"model": model_policy(booster, ts), "random": pol.uniform(ctx.allowed)}
+    model = (
+        model_policy(booster, ts)
+        if model_ev is None
+        else pol.served(model_ev, ctx.allowed, get_settings().exploration_rate)
+    )
+    out = {"model": model, "random": pol.uniform(ctx.allowed)}
     ch_pref, hour_pref, msg_pref = _training_preferences(ts)
     out["global_best"] = pol.rule_policy(ctx, np.broadcast_to(ch_pref, ctx.consent.shape), hour_pref, msg_pref)
     tie = 1e-6 * ch_pref.argsort().argsort()  # break ties (and "no engagement") by the global ranking
@@ -268,7 +284,8 @@ def evaluate_policies(
         return {}, {}
     d = len(ctx)
     true_ev = oracle_values(oracle, ts, ctx) if oracle is not None else None
-    dists = policy_distributions(booster, ts, true_ev)
+    model_ev = model_values(booster, ts)
+    dists = policy_distributions(booster, ts, true_ev, model_ev)
     logged = LoggedDecisions(ts, ctx)
     idx = ope.bootstrap_indices(d, ope.N_BOOT, seed)
     terms = {name: logged.terms(dist) for name, dist in dists.items()}
@@ -316,6 +333,10 @@ def evaluate_policies(
             mix = dists[name].channel_mix().mean(axis=0)
             details[f"{name}_channel_mix"] = {n: float(mix[i]) for i, n in enumerate(names)}
             details[f"{name}_no_contact"] = float(dists[name].none.mean())
+    vs_logging = ope.paired_difference(terms["model"][lead], terms["logging"][lead], idx=idx)
+    details["marketing"] = marketing.summary(
+        ts, model_ev, dists, _costs(), idx, {**vs_logging.to_dict(), "n": vs_logging.n, "estimator": lead}
+    )
     return results, details
 
 
@@ -343,6 +364,7 @@ def evaluate(booster: lgb.Booster, ts: TrainingSet, oracle: Oracle | None = None
         "policies": policies,
         "policy_details": details,
         "ope": details.pop("ope", {}),
+        "marketing": details.pop("marketing", {}),  # the marketer's page (training/marketing.py)
         "dataset": ts.stats,
         "objective": ts.objective,
         "labels": ts.labels,  # what the reward is: "window" outcomes or "attributed" conversions (training/labels.py)

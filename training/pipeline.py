@@ -20,7 +20,7 @@ import numpy as np
 
 from model.adapters.registry import Manifest, ModelStore, new_version, schema_hash
 from model.domain.catalogue import catalogue
-from training import checks, dataset, evaluate, report, sources, train
+from training import checks, dataset, evaluate, marketer_report, marketing, report, sources, train
 from training.simulate import Oracle
 
 Step = Callable[[str, int, int], None]  # (step name, done, total)
@@ -164,6 +164,8 @@ def run(source: str | sources.Sources, store_uri: str, opts: Options, step: Step
     tick("evaluate", 0, 1)
     oracle = Oracle.load(opts.simulated_truth) if opts.simulated_truth else None
     rep = evaluate.evaluate(result.booster, ts, oracle)
+    if rep.get("marketing"):
+        rep["marketing"]["uplift"] = marketing.uplift(src, ts.window_days, opts.as_of, oracle)
     rep["training"] = {
         "engine": result.engine,
         "model": result.model,
@@ -186,6 +188,7 @@ def run(source: str | sources.Sources, store_uri: str, opts: Options, step: Step
     rep["version"] = version
     files["report.json"] = json.dumps(_json_safe(rep), indent=2, allow_nan=False).encode()
     files["report.html"] = report.render_html(rep, title=f"Model {version}").encode()
+    files["marketing.html"] = marketer_report.render_html(rep, title=f"What model {version} will do").encode()
     metrics = {k: float(v) for k, v in rep["metrics"].items() if isinstance(v, int | float)}
     manifest = Manifest(
         version=version,
@@ -206,6 +209,7 @@ def run(source: str | sources.Sources, store_uri: str, opts: Options, step: Step
             "lightgbm": "model.txt",
             "report_json": "report.json",
             "report_html": "report.html",
+            "marketing_html": "marketing.html",
             **{p[:-4]: p for p in report.PLOTS},
         },
     )

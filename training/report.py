@@ -15,6 +15,7 @@ import math
 from typing import Any
 
 import matplotlib
+import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # (the backend must be chosen first)
@@ -40,8 +41,43 @@ def num(value: Any) -> float | None:
 
 
 def fmt(value: Any, spec: str = ".3f", missing: str = "n/a") -> str:
+    """A number by a fixed-point format spec, with thousands separators."""
     v = num(value)
-    return missing if v is None else format(v, spec)
+    if v is None:
+        return missing
+    if "," not in spec and spec[-1:] == "f":
+        spec = spec[0] + "," + spec[1:] if spec[:1] in "+- " else "," + spec
+    return format(v, spec)
+
+
+def human(value: Any, missing: str = "n/a") -> str:
+    """A number for people, never in scientific notation: whole numbers and anything from 1,000 up with
+    thousands separators and no decimals, smaller ones with 4 significant digits (0.0001234, 12.35)."""
+    v = num(value)
+    if v is None:
+        return missing
+    if abs(v) >= 1000 or v == int(v):
+        return f"{v:,.0f}"
+    return np.format_float_positional(v, precision=4, fractional=False, trim="-")
+
+
+def money(value: Any, missing: str = "n/a", sign: bool = False) -> str:
+    """An amount in the currency of the conversion values: 2 decimals, thousands separators (a nonzero amount
+    below half a cent with its significant digits rather than as 0.00)."""
+    v = num(value)
+    if v is None:
+        return missing
+    if 0 < abs(v) < 0.005:
+        return ("+" if sign and v > 0 else "") + human(v)
+    return format(v, "+,.2f" if sign else ",.2f")
+
+
+def percent(value: Any, missing: str = "n/a") -> str:
+    """A share as a percentage with one decimal ("< 0.1%" rather than a rounded zero)."""
+    v = num(value)
+    if v is None:
+        return missing
+    return "< 0.1%" if 0 < v < 0.0005 else f"{100 * v:.1f}%"
 
 
 def fmt_ci(ci: Any, spec: str = ".3f", missing: str = "n/a") -> str:
@@ -294,7 +330,7 @@ def policies_plot(report: dict[str, Any]) -> bytes:
                 if end < ylo or end > yhi:  # the interval goes off the axis: say where it ends
                     y = yhi if sign > 0 else ylo
                     ax.annotate(
-                        f"{end:.3g}",
+                        human(end),
                         (x - 0.08, y),
                         fontsize=7,
                         ha="center",
@@ -330,7 +366,7 @@ def _fmt(v: Any) -> str:
     if v is None:
         return "n/a"
     if isinstance(v, float):
-        return "n/a" if v != v else f"{v:.4g}"
+        return human(v)
     if isinstance(v, list):
         return "[" + ", ".join(_fmt(x) for x in v) + "]"
     return html.escape(str(v))
