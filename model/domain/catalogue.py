@@ -1,8 +1,9 @@
-"""The channel catalogue: the one place that knows which channels exist and in what order."""
+"""The channel catalogue (which channels exist, in what order) and the check of requested message ids against
+the configured message catalogue."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
 from model.domain.settings import get_settings
@@ -31,3 +32,18 @@ class Catalogue:
 @lru_cache(maxsize=1)
 def catalogue() -> Catalogue:
     return Catalogue(get_settings().channels)
+
+
+def check_messages(channel: str, ids: Iterable[str]) -> None:
+    """With a message catalogue declared, every requested id must be in it and offered on `channel`; raises
+    ValueError naming the id. Without a catalogue any id is accepted (an id the model never saw is scored as
+    "no message": model.domain.features.message_features)."""
+    listed = get_settings().message_catalogue
+    if not listed:
+        return
+    for mid in ids:
+        entry = listed.get(mid)
+        if entry is None:
+            raise ValueError(f"unknown message id {mid!r}: not in the message catalogue")
+        if channel not in entry.channels:
+            raise ValueError(f"message {mid!r} is not offered on {channel}; its channels: {', '.join(entry.channels)}")

@@ -4,12 +4,20 @@ Serving (`model.domain.decide`) and offline evaluation (`training.ope.contexts`)
 so the policy a model is judged by offline is the policy it serves (a parity test holds them equal).
 
 1. Candidates: channels x hourly send slots (from the next full hour, `horizon_hours` of them) x messages
-   (per channel).
+   (per channel). With a message catalogue (settings ``messages``) a message is a candidate only on the
+   channels the catalogue lists for it; "no message" is not subject to the catalogue.
 2. Rules remove candidates before ranking and are never traded off, in this order: consent (the profile's,
-   explicit or configured default, and opt-outs folded into the aggregate), quiet hours in the customer's
-   own time zone (DST-aware through zoneinfo), then frequency caps per channel (day before week) and over
-   all channels, counted over the window ending at each slot and including the decision's own send. The
-   trace says how many candidates each rule removed.
+   explicit or the channel's configured opt-in requirement, and opt-outs folded into the aggregate), quiet
+   hours in the customer's own time zone (DST-aware through zoneinfo), then frequency caps per channel (day
+   before week) and over all channels, counted over the window ending at each slot and including the
+   decision's own send, then the catalogue's dates of each message (``message_window``). The trace says how
+   many candidates each rule removed.
+
+Quiet hours per channel: a channel with its own window (``[channels.X] quiet_hours``) uses it instead of the
+default window; the customer's own profile window is the floor: it always applies, on every channel. A
+channel without its own window uses the customer's window, else the default (as before channels had any).
+
+Cost of a candidate (`Grid.costs`): the channel's cost of one contact plus the message's catalogue cost.
 """
 
 from __future__ import annotations
@@ -17,7 +25,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, time
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -30,7 +39,21 @@ from model.domain.settings import Settings
 
 HOUR = 3600.0
 WEEK = 7 * DAY
-__all__ = ["DEFAULT_HORIZON_HOURS", "Grid", "candidate_grid", "send_counts", "send_slots"]
+__all__ = ["DEFAULT_HORIZON_HOURS", "Grid", "candidate_grid", "message_costs", "send_counts", "send_slots"]
+
+
+class QuietWindow(Protocol):
+    """A daily local window (the profile's QuietHours or a configured TimeWindow)."""
+
+    @property
+    def start(self) -> time: ...
+
+    @property
+    def end(self) -> time: ...
+
+    def contains(self, local: time) -> bool: ...
+
+    def label(self) -> str: ...
 
 
 @dataclass
@@ -45,6 +68,20 @@ class Grid:
     allowed: npt.NDArray[np.bool_]  # (C, S, M) after the hard rules
     trace: list[RuleCount]
     candidates: int
+    costs: npt.NDArray[np.float64]  # (C, 1, M): channel cost + message cost of one contact
+
+
+def message_costs(messages: Sequence[str | None], settings: Settings) -> npt.NDArray[np.float64]:
+    """(M,) the catalogue cost of each message (0 for no message or a message outside the catalogue)."""
+    cat = settings.message_catalogue
+    return np.array([cat[m].cost if m is not None and m in cat else 0.0 for m in messages], dtype=np.float64)
+
+
+def _awake(window: QuietWindow | None, local: Sequence[time]) -> npt.NDArray[np.bool_]:
+    """(S,) True where the slot's local time is outside `window` (None or an empty window: every slot)."""
+    if window is None or window.start == window.end:
+        return np.ones(len(local), dtype=bool)
+    return np.array([not window.contains(t) for t in local], dtype=bool)
 
 
 def send_slots(now: datetime, horizon_hours: int) -> npt.NDArray[np.float64]:
@@ -91,11 +128,17 @@ def candidate_grid(
     per_channel: list[list[str | None]] = [
         list(requested[c]) if c in requested else (list(default_messages) or [None]) for c in names
     ]
+    listed = settings.message_catalogue
+    # With a catalogue, a message is offered only on its channels (a request naming another is refused earlier).
+    on_channel = [
+        [m is None or not listed or (m in listed and c in listed[m].channels) for m in ms]
+        for c, ms in zip(names, per_channel, strict=True)
+    ]
     offered: list[str | None] = list(dict.fromkeys(m for ms in per_channel for m in ms))
     m_index = {m: i for i, m in enumerate(offered)}
     valid = np.zeros((len(names), len(offered)), dtype=bool)
     for i, ms in enumerate(per_channel):
-        valid[i, [m_index[m] for m in ms]] = True
+        valid[i, [m_index[m] for m, ok in zip(ms, on_channel[i], strict=True) if ok]] = True
     slots = send_slots(now, horizon_hours)
     n_slots = len(slots)
     per_c = valid.sum(axis=1) * n_slots  # candidates per channel
@@ -112,24 +155,35 @@ def candidate_grid(
             consent[i] = False
             trace.append(RuleCount(rule="opted_out", label=f"opted_out: {name}", excluded=int(per_c[i])))
 
-    # Quiet hours in the customer's zone: each slot's local wall time (DST through zoneinfo).
-    zone, quiet = profile.zone(), profile.quiet()
-    if quiet.start == quiet.end:  # an empty window: every slot is awake
-        awake = np.ones(n_slots, dtype=bool)
-    else:
-        awake = np.array([not quiet.contains(datetime.fromtimestamp(t, zone).time()) for t in slots], dtype=bool)
-    n_quiet = int((~awake).sum())
-    if n_quiet:
-        excluded = int((valid.sum(axis=1) * consent).sum()) * n_quiet
+    # Quiet hours in the customer's zone: each slot's local wall time (DST through zoneinfo). A channel's own
+    # window replaces the default; the customer's own window (profile) applies on every channel.
+    zone = profile.zone()
+    local = [datetime.fromtimestamp(t, zone).time() for t in slots]
+    own: QuietWindow | None = profile.quiet_hours
+    default: QuietWindow = own if own is not None else settings.default_quiet
+    awake_default = _awake(default, local)
+    awake = np.tile(awake_default, (len(names), 1))  # (C, S)
+    n_msgs = valid.sum(axis=1)
+    n_quiet = int((~awake_default).sum())
+    own_window = [settings.quiet_window(name) for name in names]
+    shared = np.array([w is None for w in own_window], dtype=bool)
+    excluded = int((n_msgs * consent * shared).sum()) * n_quiet
+    if excluded:
+        trace.append(RuleCount(rule="quiet_hours", label=f"quiet_hours: {default.label()}", excluded=excluded))
+    for i, window in enumerate(own_window):
+        if window is None:
+            continue
+        awake[i] = _awake(window, local) & _awake(own, local)
+        excluded = int((~awake[i]).sum()) * int(n_msgs[i]) * int(consent[i])
         if excluded:
-            trace.append(RuleCount(rule="quiet_hours", label=f"quiet_hours: {quiet.label()}", excluded=excluded))
+            label = f"quiet_hours: {names[i]} {window.label()}" + (f" + {own.label()}" if own is not None else "")
+            trace.append(RuleCount(rule="quiet_hours", label=label, excluded=excluded))
 
     # Frequency caps over the day / week ending at each slot, counting the decision's own send. Per channel the
     # day cap applies before the week cap (the trace counts what each one removed), then the totals.
-    open_cs = consent[:, None] & awake[None, :]  # (C, S) still open
+    open_cs = consent[:, None] & awake  # (C, S) still open
     caps = settings.caps
     day, week = send_counts(agg, slots, (DAY, WEEK))  # (all channels, S)
-    n_msgs = valid.sum(axis=1)
     hit_day = open_cs & (day[codes] + 1 > caps.per_channel_day)
     open_cs &= ~hit_day
     hit_week = open_cs & (week[codes] + 1 > caps.per_channel_week)
@@ -152,4 +206,18 @@ def candidate_grid(
             trace.append(RuleCount(rule="cap", label=label, excluded=int((hit.sum(axis=1) * n_msgs).sum())))
 
     allowed = open_cs[:, :, None] & valid[:, None, :]
-    return Grid(names, codes, offered, slots, valid, allowed, trace, candidates)
+
+    # The catalogue's dates: a message outside its window at a slot is not sent then.
+    for j, m in enumerate(offered):
+        entry = listed.get(m) if m is not None else None
+        if entry is None:
+            continue
+        closed = np.array([not entry.covers(float(t)) for t in slots], dtype=bool)
+        hit = allowed[:, :, j] & closed[None, :]
+        if hit.any():
+            allowed[:, :, j] &= ~hit
+            trace.append(RuleCount(rule="message_window", label=f"message_window: {m}", excluded=int(hit.sum())))
+
+    channel_costs = np.array([settings.cost_of(c) for c in names], dtype=np.float64)
+    costs = channel_costs[:, None, None] + message_costs(offered, settings)[None, None, :]
+    return Grid(names, codes, offered, slots, valid, allowed, trace, candidates, costs)
