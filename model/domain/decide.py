@@ -190,9 +190,9 @@ def decide(
     # Cold start: population-level scores (no history), the hard rules still use what is known.
     scored = score(grid, model, scoring_history(history), profile, now)
     value = conversion_value(history, s)
-    costs = np.array([s.channel_costs.get(c, 0.0) for c in grid.channels])
+    costs = grid.costs  # (C, 1, M): channel cost + message cost (model.domain.rules)
     # Incremental expected value: what contacting adds over not contacting (p_none), in value, minus the cost.
-    ev = (scored.p - scored.p_none) * value - costs[:, None, None]
+    ev = (scored.p - scored.p_none) * value - costs
 
     allowed_flat = np.flatnonzero(grid.allowed.ravel())
     n_allowed = len(allowed_flat)

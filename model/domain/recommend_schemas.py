@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
-from model.domain.catalogue import catalogue
+from model.domain.catalogue import catalogue, check_messages
 from model.domain.schemas import ID_PATTERN, ChannelName, Id, StrictInt, channel_keys
 
 MAX_BATCH = 1000
@@ -67,6 +67,7 @@ class RecommendationRequest(BaseModel):
             catalogue().code(name)
             if len(set(ids)) != len(ids):
                 raise ValueError(f"messages of {name} must not repeat")
+            check_messages(name, ids)  # with a message catalogue: known ids, on their channels
         return value
 
     @field_validator("now")
