@@ -20,6 +20,7 @@ import numpy as np
 
 from model.adapters.registry import Manifest, ModelStore, new_version, schema_hash
 from model.domain.catalogue import catalogue
+from model.domain.settings import get_settings
 from training import checks, dataset, evaluate, marketer_report, marketing, report, sources, train
 from training.simulate import Oracle
 
@@ -205,6 +206,7 @@ def run(source: str | sources.Sources, store_uri: str, opts: Options, step: Step
         policy_value=evaluate.policy_value_summary(rep),
         code_version=code_version(),
         source=source_uri(source),
+        config_hash=get_settings().config_hash(),
         files={
             "lightgbm": "model.txt",
             "report_json": "report.json",

@@ -32,6 +32,7 @@ from model.domain.recommend_schemas import (
     RecommendationRequest,
     RecommendationResponse,
 )
+from model.domain.settings import get_settings
 
 JSON = "application/json"
 STORE_WORKERS = 4  # threads of the batch endpoint's parallel store calls (aws.POOL_CONNECTIONS >= this)
@@ -124,6 +125,8 @@ def model_info() -> ModelInfo:
         features=list(loaded.manifest.features) if loaded else [],
         metrics=dict(loaded.manifest.metrics) if loaded else {},
         last_error=predictor.last_error,
+        config_hash=get_settings().config_hash(),
+        config_matches=loaded.manifest.config_matches(get_settings().config_hash()) if loaded else None,
     )
 
 

@@ -45,6 +45,13 @@ class Manifest(BaseModel):
     code_version: str = "unknown"
     source: str | None = None  # the training data (URI): the promotion gate's default held-out source
     files: dict[str, str] = Field(default_factory=dict)  # logical name -> file name, e.g. lightgbm -> model.txt
+    # Settings.config_hash() at training: channels, costs, consent, quiet hours, caps, messages, attributes,
+    # exploration, holdout, value. None for a model trained before it was recorded.
+    config_hash: str | None = None
 
     def check_hash(self) -> bool:
         return self.schema_hash == schema_hash(self.features, self.categorical, self.levels)
+
+    def config_matches(self, served_hash: str) -> bool | None:
+        """Whether the model was trained under the configuration now served (None: not recorded)."""
+        return None if self.config_hash is None else self.config_hash == served_hash

@@ -103,7 +103,7 @@ class Recommendation(BaseModel):
 
 
 class RuleCount(BaseModel):
-    rule: str = Field(description="no_consent | opted_out | quiet_hours | cap")
+    rule: str = Field(description="no_consent | opted_out | quiet_hours | cap | message_window")
     label: str = Field(description="e.g. 'no_consent: sms', 'quiet_hours: 22:00-07:00', 'cap: email 3/week'.")
     excluded: int = Field(ge=0, description="Candidates this rule excluded (after the rules before it).")
 
@@ -143,3 +143,7 @@ class ModelInfo(BaseModel):
     features: list[str] = Field(default_factory=list)
     metrics: dict[str, float] = Field(default_factory=dict)
     last_error: str | None = None
+    config_hash: str = Field(description="Fingerprint of the served configuration (channels, costs, rules, messages).")
+    config_matches: bool | None = Field(
+        default=None, description="Whether the model was trained under this configuration (null: not recorded)."
+    )

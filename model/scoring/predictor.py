@@ -12,6 +12,7 @@ transparent heuristic (policy ``fallback``).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -166,6 +167,26 @@ def load_model(manifest: Manifest, read: Callable[[str], bytes]) -> LoadedModel:
     return LoadedModel(version, manifest, "lightgbm", layout, booster=booster)
 
 
+_LOG = logging.getLogger(__name__)
+_warned: set[str] = set()  # versions already warned about (once per version and process)
+
+
+def warn_config_drift(manifest: Manifest) -> bool:
+    """Log a warning, once per version, when the model was trained under another configuration than the one
+    served (costs, rules, messages, ...): its policy value was measured for other rules. True when it differs."""
+    if manifest.config_matches(get_settings().config_hash()) is not False:
+        return False
+    if manifest.version not in _warned:
+        _warned.add(manifest.version)
+        _LOG.warning(
+            "model %s was trained under configuration %s; this service runs %s (nbc config show)",
+            manifest.version,
+            manifest.config_hash,
+            get_settings().config_hash(),
+        )
+    return True
+
+
 class Predictor:
     """Holds the model in service; `model()` refreshes from CURRENT at most every `refresh_seconds`."""
 
@@ -214,6 +235,7 @@ class Predictor:
             return  # refused recently; a version can be repaired in place (e.g. compiled after promotion)
         try:
             self._model = load_version(store, version)
+            warn_config_drift(self._model.manifest)
             self.last_error = None
             self._failed_version = None
         except Exception as exc:
