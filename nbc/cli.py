@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import typer
 
-from nbc.commands import audience, data, demo, serve, training, uplift
+from nbc.commands import audience, config, data, demo, serve, training, uplift
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 # Each group lives in nbc/commands/; this file only gathers them under one name.
 for sub in (training.app, data.app, uplift.app, serve.app, audience.app):
     app.registered_commands.extend(sub.registered_commands)
 app.command("demo")(demo.demo)
+app.add_typer(config.app, name="config")
+# In AWS (the retraining task) the configuration document of NBC_CONFIG_LOCATION, as the functions read it.
+app.callback()(config.load_remote)
 
 if __name__ == "__main__":
     app()

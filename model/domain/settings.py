@@ -194,8 +194,18 @@ def use_config_text(text: str, origin: str) -> None:
     """Use a configuration document given as text (fetched by an adapter, e.g. from S3 or SSM) for this
     process, above the files, and re-read settings and catalogue. Raises ValueError when it does not parse."""
     parse_config(text, origin, set(Settings.model_fields) - _NOT_IN_FILES)
+    previous = _REMOTE.get(origin)
     _REMOTE[origin] = text
     reload_settings()
+    try:
+        get_settings()  # checks the merged whole (costs of every channel, messages' channels, ...)
+    except ValueError as exc:
+        if previous is None:
+            del _REMOTE[origin]
+        else:
+            _REMOTE[origin] = previous
+        reload_settings()
+        raise ValueError(f"{origin}: {exc}") from None
 
 
 def use_config(path: str | Path) -> None:
