@@ -182,6 +182,9 @@ def train(
             raise typer.Exit(2) from None
     _summary(result.version, result.report, result.store.path_of(result.version, "report.html"))
     console.print(f"model: {result.report.get('training', {}).get('model', '-')}", highlight=False, soft_wrap=True)
+    console.print(
+        f"marketer's page: {result.store.path_of(result.version, 'marketing.html')}", highlight=False, soft_wrap=True
+    )
 
 
 def pipeline_steps() -> tuple[str, ...]:

@@ -121,3 +121,29 @@ def test_cli_tables_and_commands_survive_nulls(tmp_path: Path) -> None:
     res = runner.invoke(app, ["models", "--store", str(tmp_path)])
     assert res.exit_code == 0, res.output
     assert "v1" in res.output
+
+
+def test_numbers_are_formatted_for_people() -> None:
+    assert rp.fmt(48790.1234) == "48,790.123"
+    assert rp.fmt(-1234.5, "+.1f") == "-1,234.5"
+    assert rp.human(48790.0) == "48,790"
+    assert rp.human(0.000012345) == "0.00001234"
+    assert rp.human(12.3456) == "12.35"
+    assert rp.human(None) == "n/a"
+    assert rp.money(1234.5) == "1,234.50"
+    assert rp.money(0.42, sign=True) == "+0.42"
+    assert rp.money(0.002) == "0.002"  # a cheap channel's cost is not 0.00
+    assert rp.percent(0.1234) == "12.3%"
+    assert rp.percent(0.0001) == "< 0.1%"
+
+
+def test_html_prints_no_scientific_notation() -> None:
+    report = _report("logged")
+    report["metrics"] = {"n_eval": 48790.0, "base_rate": 0.000012345, "logloss": 1e-7}
+    report["dataset"] = {"touchpoints": 1.2e6, "sends": 48790.0}
+    page = rp.render_html(report)
+    assert "48,790" in page
+    assert "1,200,000" in page
+    assert "0.00001234" in page
+    assert "e+" not in page
+    assert "e-0" not in page
