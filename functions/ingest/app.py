@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from functions.common.http import create_app, lambda_handler, problem, unavailable
 from functions.common.observability import logger, metrics, pseudonym
+from functions.ingest.customers import router as customers_router
 from model.adapters import store
 from model.adapters.ingest import ERASED, MAX_BATCH, IngestResult, ingest
 from model.domain.schemas import ID_PATTERN, Profile, Touchpoint
@@ -155,5 +156,6 @@ def delete_customer(customer_id: CustomerId) -> Erased:
     return Erased(customer_id=customer_id, deleted_items=deleted)
 
 
+router.include_router(customers_router)  # the customer read path: served with the other customer routes
 app = create_app(router, title="Next-best-channel ingest API")
 handler = lambda_handler(app)
