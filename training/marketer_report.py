@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Callable
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -28,14 +29,14 @@ def _policies(block: dict[str, Any]) -> list[str]:
     return [p for p in POLICY_NAMES if p in block]
 
 
-def _ci(ci: Any, show: Any = money) -> str | None:
+def _ci(ci: Any, show: Callable[[Any], str] = money) -> str | None:
     """ "a to b" of a 2-item interval, or None when either end is null."""
     if not isinstance(ci, list | tuple) or len(ci) < 2 or num(ci[0]) is None or num(ci[1]) is None:
         return None
     return f"{show(ci[0])} to {show(ci[1])}"
 
 
-def _with_ci(value: Any, ci: Any, show: Any = money) -> str:
+def _with_ci(value: Any, ci: Any, show: Callable[[Any], str] = money) -> str:
     """A number and its 95% interval, in words; "not measured" when the number is null."""
     if num(value) is None:
         return NOT_MEASURED
