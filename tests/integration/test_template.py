@@ -127,12 +127,39 @@ def test_model_bucket_is_private_versioned_encrypted_tls_only(template: dict[str
 
 
 def _statements(props: dict[str, Any]) -> list[dict[str, Any]]:
+    """Inline statements; a conditional one (Fn::If, e.g. the configuration document's) counts with its branch."""
     out: list[dict[str, Any]] = []
     for policy in props.get("Policies", []):
         assert isinstance(policy, dict), f"only inline statements, got {policy}"
         assert "Statement" in policy, f"only inline statements, got {policy}"
-        out.extend(policy["Statement"])
+        for st in policy["Statement"]:
+            if "Fn::If" in st:
+                out.extend(b for b in st["Fn::If"][1:] if b != {"Ref": "AWS::NoValue"})
+            else:
+                out.append(st)
     return out
+
+
+def test_configuration_document_is_passed_everywhere_and_readable_only_there(template: dict[str, Any]) -> None:
+    env = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["NBC_CONFIG_LOCATION"] == {"Ref": "ConfigLocation"}
+    assert template["Parameters"]["ConfigLocation"]["Default"] == ""
+    for logical_id, res in _functions(template).items():
+        reads = {st["Sid"]: st for st in _statements(res["Properties"]) if st.get("Sid", "").startswith("ReadConfig")}
+        if not reads:
+            continue  # a function without the grant cannot start with a location set: listed below
+        assert reads["ReadConfigurationObject"]["Action"] == "s3:GetObject", logical_id
+        assert "ConfigLocation" in json.dumps(reads["ReadConfigurationObject"]["Resource"]), logical_id
+        assert reads["ReadConfigurationParameter"]["Action"] == "ssm:GetParameter", logical_id
+        assert "${ConfigLocation}" in json.dumps(reads["ReadConfigurationParameter"]["Resource"]), logical_id
+    granted = [
+        fid
+        for fid, res in _functions(template).items()
+        if any(st.get("Sid") == "ReadConfigurationParameter" for st in _statements(res["Properties"]))
+    ]
+    assert {"IngestFunction", "IngestQueueFunction", "AggregatorFunction", "ScoreFunction"} <= set(granted)
+    task = template["Resources"]["TrainingTaskDefinition"]["Properties"]["ContainerDefinitions"][0]
+    assert {"Name": "NBC_CONFIG_LOCATION", "Value": {"Ref": "ConfigLocation"}} in task["Environment"]
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -153,7 +180,12 @@ def test_every_function_has_a_least_privilege_policy(template: dict[str, Any]) -
                 assert "dynamodb:Scan" not in actions, logical_id
     # Only the scoring function reads models; nothing but the HTTP ingest (erasure) deletes.
     for logical_id, res in _functions(template).items():
-        granted = {a for st in _statements(res["Properties"]) for a in _as_list(st["Action"])}
+        granted = {
+            a
+            for st in _statements(res["Properties"])
+            if st.get("Sid") != "ReadConfigurationObject"  # the configuration document, not models
+            for a in _as_list(st["Action"])
+        }
         assert ("s3:GetObject" in granted) == (logical_id == "ScoreFunction"), logical_id
         assert ("dynamodb:DeleteItem" in granted) == (logical_id == "IngestFunction"), logical_id
 
