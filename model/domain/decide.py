@@ -5,8 +5,11 @@
    model's message levels, else "no message".
 3. One vectorised prediction scores every remaining candidate (the feature groups of model.domain.features,
    broadcast over the grid); expected value = p_convert x value - channel cost. No positive expected
-   value -> "don't contact now" (channel ``none``).
+   value -> "don't contact now" (channel ``none``, with why and, when the rules blocked everything, the next
+   slot they allow).
 4. Measurement: the policy of `model.domain.policy` (holdout, epsilon-greedy with exact propensities).
+5. The k recommendations: the best cell per channel first, then per (channel, message), then other hours; each
+   with contrastive reasons (`model.domain.reasons`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import numpy.typing as npt
 from model.domain.aggregate import CONVERTED, SENT, Aggregate
 from model.domain.catalogue import catalogue
 from model.domain.features import (
+    SLOT_FEATURES,
     FeatureLayout,
     channel_features,
     customer_features,
@@ -32,6 +36,7 @@ from model.domain.features import (
 )
 from model.domain.model_protocol import GridPrediction, Model
 from model.domain.policy import action_probabilities, greedy_cell, holdout_bucket
+from model.domain.reasons import Option, contrast_cells, contrastive, heuristic_reason, only_channel
 from model.domain.recommend_schemas import (
     NONE_CHANNEL,
     Policy,
@@ -46,7 +51,7 @@ from model.domain.schemas import Profile
 from model.domain.settings import Settings, get_settings
 
 COLD_START_EVENTS = 3  # fewer recorded events than this: population-level scores
-N_REASONS = 3
+NEXT_ALLOWED_HOURS = 7 * 24  # how far ahead `next_allowed_at` is searched when the rules block every candidate
 HEURISTIC_PRIOR, HEURISTIC_STRENGTH = 0.02, 20.0  # smoothed conversion rate of the fallback heuristic
 _RNG = random.Random()  # exploration, not cryptography; seeded once per process, not per request
 
@@ -141,32 +146,90 @@ def no_contact_score(model: Model, groups: list[npt.NDArray[np.float64]]) -> flo
     return float(model.predict_grid([cust, none_ch, slot[:1], msg]).proba.ravel()[0])
 
 
-def _reasons(model: Model, scored: Scored, picks: Sequence[tuple[int, int, int]]) -> list[list[Reason]]:
+def diverse(ranked: npt.NDArray[np.int64], shape: tuple[int, ...], k: int) -> list[int]:
+    """The first k of `ranked` (flat cells, best first) reordered for variety: the best cell of each channel
+    (channels in order of their best), then the best of each (channel, message) left, then the rest."""
+    if not len(ranked):
+        return []
+    c, _, m = np.unravel_index(ranked, shape)
+    per_channel = np.sort(np.unique(c, return_index=True)[1])
+    per_message = np.sort(np.unique(c * shape[2] + m, return_index=True)[1])
+    out: list[int] = []
+    taken: set[int] = set()
+    for tier in (per_channel, per_message, range(len(ranked))):
+        for i in tier:
+            if len(out) == k:
+                return out
+            if int(i) not in taken:
+                taken.add(int(i))
+                out.append(int(ranked[i]))
+    return out
+
+
+def _reasons(
+    model: Model,
+    grid: Grid,
+    scored: Scored,
+    ev: npt.NDArray[np.float64],
+    picks: Sequence[tuple[int, int, int]],
+    history: Aggregate,
+    profile: Profile,
+) -> list[list[Reason]]:
+    """Contrastive reasons of every pick: channel vs the runner-up channel, hour vs the best other hour,
+    message vs the best other message; all cells explained in one call (path attributions)."""
     if not picks or scored.prediction is None or scored.sub_c is None or scored.sub_s is None:
         return [[] for _ in picks]
+    assert scored.groups is not None
+    zone = profile.zone()
+    cust, ch, slot, msg = scored.groups
+    local_hours = slot[:, SLOT_FEATURES.index("local_hour")]
+    scores = np.where(grid.allowed, ev, -np.inf)
+    contrasts = [contrast_cells(scores, local_hours, pick) for pick in picks]
+    cells = list(dict.fromkeys([*picks, *(c for cs in contrasts for c in cs.values() if c is not None)]))
     sub_c, sub_s = scored.sub_c, scored.sub_s
-    cells = [(0, int(sub_c[c]), int(sub_s[s]), m) for c, s, m in picks]
-    contrib = scored.prediction.explain(cells)[:, :-1]
-    names = model.layout.names
-    tops = np.argsort(-np.abs(contrib), axis=1, kind="stable")[:, :N_REASONS]
-    return [
-        [
-            Reason(feature=names[j], description=model.layout.describe(names[j]), contribution=float(row[j]))
-            for j in top.tolist()
-            if row[j] != 0.0
-        ]
-        for row, top in zip(contrib, tops, strict=True)
-    ]
-
-
-def _heuristic_reason(p: float) -> list[Reason]:
-    return [
-        Reason(
-            feature="ch_conversion_rate",
-            description="the customer's smoothed conversion rate on this channel (heuristic: no model available)",
-            contribution=p,
+    contrib = scored.prediction.explain([(0, int(sub_c[c]), int(sub_s[s]), m) for c, s, m in cells])[:, :-1]
+    options = {
+        cell: Option(
+            channel=grid.channels[cell[0]],
+            code=grid.codes[cell[0]],
+            send_ts=float(grid.slots[cell[1]]),
+            zone=zone,
+            message=grid.messages[cell[2]],
+            p=float(scored.p[cell]),
+            ev=float(ev[cell]),
+            values=np.concatenate([cust[0], ch[cell[0]], slot[cell[1]], msg[cell[2]]]),
+            contrib=row,
         )
-    ]
+        for cell, row in zip(cells, contrib, strict=True)
+    }
+    open_channels = grid.allowed.any(axis=(1, 2))
+    closed = [name for name, ok in zip(grid.channels, open_channels, strict=True) if not ok]
+    out = []
+    for pick, cs in zip(picks, contrasts, strict=True):
+        a = options[pick]
+        why = [only_channel(a, closed)] if cs["channel"] is None else []
+        for kind, cell in cs.items():
+            if cell is not None:
+                why += contrastive(kind, a, options[cell], model.layout, history)
+        out.append(why)
+    return out
+
+
+def next_allowed_at(
+    req: RecommendationRequest,
+    history: Aggregate,
+    profile: Profile,
+    default_messages: Sequence[str],
+    now: datetime,
+    settings: Settings,
+) -> datetime | None:
+    """The first hourly slot within NEXT_ALLOWED_HOURS at which some candidate passes the rules, else None."""
+    ahead = req.model_copy(update={"horizon_hours": NEXT_ALLOWED_HOURS})  # past the request's bound on purpose
+    grid = build_grid(ahead, history, profile, default_messages, now, settings)
+    open_slots = np.flatnonzero(grid.allowed.any(axis=(0, 2)))
+    if not len(open_slots):
+        return None
+    return datetime.fromtimestamp(float(grid.slots[open_slots[0]]), UTC)
 
 
 def decide(
@@ -208,10 +271,10 @@ def decide(
         policy = Policy.explore
         pick = int(allowed_flat[rng.randrange(n_allowed)])
         propensity = float(probs.flat[pick])
-        chosen = [pick, *[int(f) for f in ranked if f != pick][: req.k - 1]]
+        chosen = [pick, *[f for f in diverse(ranked, ev.shape, req.k) if f != pick][: req.k - 1]]
     else:
-        policy = Policy.fallback if model is None else Policy.cold_start if cold else Policy.model
-        chosen = [int(f) for f in ranked[: req.k]]
+        policy = Policy.fallback if model is None else Policy.model
+        chosen = diverse(ranked, ev.shape, req.k)
         greedy = greedy_cell(ev, grid.allowed)
         propensity = p_none if greedy is None else float(probs.flat[greedy])
 
@@ -220,7 +283,9 @@ def decide(
         ci, si, mi = np.unravel_index(f, ev.shape)
         picks.append((int(ci), int(si), int(mi)))
     reasons = (
-        [_heuristic_reason(float(scored.p[p])) for p in picks] if model is None else _reasons(model, scored, picks)
+        [[heuristic_reason(grid.channels[p[0]], history, grid.codes[p[0]], float(scored.p[p]))] for p in picks]
+        if model is None
+        else _reasons(model, grid, scored, ev, picks, scoring_history(history), profile)
     )
     zone = profile.zone()
     recs = []
@@ -239,12 +304,28 @@ def decide(
         )
     if not recs:
         best = float(ev.ravel()[allowed_flat].max()) if n_allowed else 0.0
-        recs.append(Recommendation(channel=NONE_CHANNEL, p_convert=0.0, expected_value=min(best, 0.0)))
+        why, after = "no positive expected value", None
+        if policy == Policy.holdout:
+            why = "holdout"
+        elif not n_allowed:
+            why = "; ".join(e.label for e in grid.trace if e.excluded) or "no candidates"
+            levels = model.message_levels if model else []
+            after = next_allowed_at(req, history, profile, levels, now, s)
+        recs.append(
+            Recommendation(
+                channel=NONE_CHANNEL,
+                p_convert=0.0,
+                expected_value=min(best, 0.0),
+                why=why,
+                next_allowed_at=after,
+            )
+        )
     return RecommendationResponse(
         decision_id=decision_id or str(uuid.uuid4()),
         customer_id=req.customer_id,
         model_version=model.version if model else None,
         policy=policy,
+        cold_start=cold,
         propensity=min(1.0, propensity),
         recommendations=recs,
         rule_trace=RuleTrace(

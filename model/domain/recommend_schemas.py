@@ -23,7 +23,9 @@ class Policy(StrEnum):
     model = "model"  # the model's best expected value
     explore = "explore"  # a uniform draw among allowed candidates (exploration)
     holdout = "holdout"  # never contacted: the arm the measured uplift is taken against
-    cold_start = "cold_start"  # little or no history: population-level scores
+    # Older versions logged cold starts as a policy of their own; kept so their decision logs still read.
+    # A cold start is now the `cold_start` flag beside the policy (model, explore or holdout alike).
+    cold_start = "cold_start"
     fallback = "fallback"  # no usable model: a transparent heuristic
 
 
@@ -87,9 +89,21 @@ class RecommendationRequest(BaseModel):
 
 
 class Reason(BaseModel):
-    feature: str
+    kind: str = Field(
+        default="feature",
+        description="channel | hour | message: why this choice over the contrast (`versus`); "
+        "rules: what the rules left; heuristic: the fallback's one signal.",
+    )
+    feature: str = Field(description="The model feature behind the reason ('expected_value' for the totals).")
     description: str = Field(description="The feature in plain words.")
-    contribution: float = Field(description="Its contribution to the score (log-odds); positive raises it.")
+    contribution: float = Field(
+        description="Log-odds: for a contrastive reason, this feature's contribution to this recommendation's "
+        "score minus its contribution to the contrast's (positive: it favours this recommendation)."
+    )
+    text: str = Field(default="", description="The reason in plain words, with the customer's numbers.")
+    value: float | None = Field(default=None, description="The feature's value for this recommendation.")
+    versus: str | None = Field(default=None, description="The contrast: the runner-up channel, hour or message.")
+    versus_value: float | None = Field(default=None, description="The feature's value for the contrast.")
 
 
 class Recommendation(BaseModel):
@@ -100,6 +114,16 @@ class Recommendation(BaseModel):
     p_convert: float = Field(ge=0, le=1)
     expected_value: float
     reasons: list[Reason] = Field(default_factory=list)
+    why: str | None = Field(
+        default=None,
+        description=f"For {NONE_CHANNEL!r} only: 'holdout', 'no positive expected value', or the rules that "
+        "blocked every candidate (their trace labels, e.g. 'quiet_hours: 22:00-07:00; cap: email 1/day').",
+    )
+    next_allowed_at: datetime | None = Field(
+        default=None,
+        description=f"For {NONE_CHANNEL!r} only: the first hourly send slot (UTC) at which some candidate "
+        "passes the rules, searched up to 7 days ahead; null when none does (or in the holdout).",
+    )
 
 
 class RuleCount(BaseModel):
@@ -120,6 +144,9 @@ class RecommendationResponse(BaseModel):
     customer_id: str
     model_version: str | None = Field(description="The model version that scored, null for the heuristic.")
     policy: Policy
+    cold_start: bool = Field(
+        default=False, description="Little or no history: scored at population level (given the profile)."
+    )
     propensity: float = Field(ge=0, le=1, description="Probability that this policy returns this first choice.")
     recommendations: list[Recommendation]
     rule_trace: RuleTrace

@@ -8,6 +8,10 @@ present; else the LightGBM text model, but only where ``lightgbm`` is importable
 Lambda, whose artifact has no scipy); else nothing. A version that is missing, corrupt or built for other
 features is refused and the last good model stays in service; with no model at all the caller uses the
 transparent heuristic (policy ``fallback``).
+
+Reasons use ONE attribution method on both paths: the path attributions (Saabas) of the trees, on the
+LightGBM path from the booster's own dump flattened at load, so a model explains its choices the same way
+whichever path loaded it.
 """
 
 from __future__ import annotations
@@ -82,6 +86,7 @@ class LoadedModel:
     layout: FeatureLayout
     scorer: TreeScorer | None = None
     booster: Any = None
+    explainer: TreeScorer | None = None  # the LightGBM path's trees, flattened: the same attributions
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
@@ -120,11 +125,12 @@ class LoadedModel:
         return out
 
     def contributions(self, rows: npt.NDArray[np.float64]) -> FloatArray:
-        """Per-feature contributions (last column: bias) of full rows, summing to the raw score."""
-        if self.scorer is not None:
-            return self.scorer.contributions(rows)
-        out: FloatArray = np.asarray(self.booster.predict(rows, pred_contrib=True), dtype=np.float64)
-        return out
+        """Per-feature path attributions (last column: bias) of full rows, summing to the raw score; the same
+        method on the compiled and the LightGBM path."""
+        trees = self.scorer if self.scorer is not None else self.explainer
+        if trees is None:
+            raise ModelLoadError(f"model {self.version} has no trees to explain with")
+        return trees.contributions(rows)
 
 
 def load_version(source: ModelSource, version: str) -> LoadedModel:
@@ -164,7 +170,11 @@ def load_model(manifest: Manifest, read: Callable[[str], bytes]) -> LoadedModel:
         raise ModelLoadError(f"LightGBM model of {version} unusable: {exc}") from exc
     if booster.num_feature() != len(layout.names):
         raise ModelLoadError(f"LightGBM model of {version} has {booster.num_feature()} features")
-    return LoadedModel(version, manifest, "lightgbm", layout, booster=booster)
+    try:
+        explainer = TreeScorer.from_dump(booster.dump_model())
+    except Exception as exc:  # what promotion could not compile either
+        raise ModelLoadError(f"LightGBM model of {version} cannot be explained: {exc}") from exc
+    return LoadedModel(version, manifest, "lightgbm", layout, booster=booster, explainer=explainer)
 
 
 _LOG = logging.getLogger(__name__)

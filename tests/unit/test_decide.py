@@ -263,7 +263,9 @@ def test_holdout_is_deterministic_by_customer(model: LoadedModel, monkeypatch: p
 
 def test_cold_start_unknown_customer_gets_population_scores(model: LoadedModel) -> None:
     a = decide(req(customer_id="never-seen"), None, None, model)
-    assert a.policy == Policy.cold_start
+    assert a.policy == Policy.model  # cold start is a flag beside the policy, not a policy of its own
+    assert a.cold_start is True
+    assert decide(req(), engaged(), None, model).cold_start is False
     assert a.recommendations
     # Population level: any customer without history and the same (default) profile gets the same scores.
     b = decide(req(customer_id="another"), Aggregate.empty(), None, model)
