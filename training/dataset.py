@@ -266,7 +266,7 @@ def assemble(
     per partition). Held-out decisions: at most `max_contexts`, those with the smallest id hash share; with
     `context_share`, those whose share is at most that (the global cut the Dask engine computes)."""
     settings = get_settings()
-    costs = np.array([settings.channel_costs.get(n, 0.0) for n in catalogue().names])
+    costs = np.array([settings.cost_of(n) for n in catalogue().names])
     n_ch = len(catalogue())
     keep = part != "purged"
     sends = sends.filter(pl.Series(keep))

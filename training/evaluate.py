@@ -19,6 +19,7 @@ import numpy as np
 from sklearn.metrics import log_loss, roc_auc_score
 
 from model.domain.catalogue import catalogue
+from model.domain.rules import message_costs
 from model.domain.settings import get_settings
 from training import marketing, ope
 from training.dataset import TrainingSet
@@ -85,7 +86,7 @@ def prediction_metrics(y: np.ndarray, p: np.ndarray, objective: str) -> dict[str
 
 def _costs() -> np.ndarray:
     settings = get_settings()
-    return np.array([settings.channel_costs.get(n, 0.0) for n in catalogue().names])
+    return np.array([settings.cost_of(n) for n in catalogue().names])
 
 
 def expected_value(scores: np.ndarray, ctx: Contexts, objective: str, costs: np.ndarray) -> np.ndarray:
@@ -154,7 +155,9 @@ def model_values(
     if ts.no_contact if no_contact is None else no_contact:
         # Incremental: what contacting adds over P(outcome | x, don't contact), as decide ranks.
         scores = scores - pol.no_contact_scores(booster, ctx, ts.layout)[:, None, None, None]
-    return expected_value(scores, ctx, ts.objective, _costs())
+    ev = expected_value(scores, ctx, ts.objective, _costs())
+    # The message's catalogue cost on top of the channel's, as serving's Grid.costs (none declared: 0).
+    return np.asarray(ev - message_costs(ts.levels["message"] or [None], get_settings())[None, None, None, :])
 
 
 def model_policy(

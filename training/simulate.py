@@ -563,7 +563,7 @@ def _customer_truth(cfg: SimConfig, rng: np.random.Generator, side: np.random.Ge
         msg=np.array(_MSG),
         seg_conv=np.array(_SEG_CONV),
         weekend=np.array(_AGE_WEEKEND),
-        costs=np.array([settings.channel_costs.get(ch, 0.0) for ch in channels]),
+        costs=np.array([settings.cost_of(ch) for ch in channels]),
         organic_rate=organic_rate,
         persuade=persuade,
         organic_fatigue=_ORGANIC_FATIGUE,

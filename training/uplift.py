@@ -74,7 +74,11 @@ def per_customer(src: Sources, window_days: float, as_of: float | None = None) -
     dec = dec.filter(pl.col("decided_at") + window <= end)  # a complete window after every decision counted
     if dec.height == 0:
         raise ValueError("no decision has a complete window before the end of the log")
-    costs = get_settings().channel_costs
+    settings = get_settings()
+    costs = {c: settings.cost_of(c) for c in settings.channels} | {NONE_CHANNEL: 0.0}
+    unpriced = sorted(set(dec["channel"].drop_nulls().unique().to_list()) - set(costs))
+    if unpriced:
+        raise ValueError(f"decisions on channels without a configured cost: {', '.join(map(str, unpriced))}")
     dec = dec.with_columns(
         pl.col("channel").replace_strict(costs, default=0.0, return_dtype=pl.Float64).alias("cost"),
         (pl.col("policy") == "holdout").alias("holdout"),
