@@ -10,6 +10,9 @@ transaction wrote. A lock serialises it against moto's single-item writes and re
 atomic for concurrent requests to the threaded local server, as it is in DynamoDB. Condition expressions are
 parsed once per distinct (expression, names, values) instead of once per action and pass (`_memo_parser`:
 the parse is pure, so answers do not change; it was most of the emulator's time for such transactions).
+moto's response serializer walks the botocore shape of every attribute of every item it returns (alias lookups
+per member): most of the emulator's time for GetRecords, BatchGetItem and Query. DynamoDB's `AttributeValue`
+maps are written directly instead, with the same output (`_FastItemsSerializer`; a test compares the two).
 
 Nothing here runs in the cloud: only `nbc.local` (and the tests, through it) imports this module.
 """
@@ -22,6 +25,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from botocore.model import Shape
+from moto.core import serialize
 from moto.dynamodb import comparisons, responses
 from moto.dynamodb.comparisons import get_filter_expression
 from moto.dynamodb.exceptions import (
@@ -149,6 +154,73 @@ def _transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, 
             raise
 
 
+_STRINGS, _BLOBS = ("S", "N"), ("B",)
+_AV_MEMBERS = frozenset({"S", "N", "B", "SS", "NS", "BS", "M", "L", "NULL", "BOOL"})
+
+
+class _FastItemsSerializer(serialize.JSONSerializer):
+    """moto's JSON serializer, except for DynamoDB items (`AttributeValue` and maps of them), written as the
+    shape walk would write them: strings as str, blobs base64, M and L recursively, other members as they are,
+    None left out. Anything else (an unexpected key or type) goes the generic way."""
+
+    def _attribute_value(self, value: Any) -> dict[str, Any] | None:
+        if type(value) is not dict or not value.keys() <= _AV_MEMBERS:
+            return None
+        out: dict[str, Any] = {}
+        for key, member in value.items():
+            if member is None:
+                continue
+            if key in _STRINGS:
+                out[key] = str(member)
+            elif key in _BLOBS:
+                out[key] = self._base64(member)
+            elif key in ("SS", "NS"):
+                out[key] = [str(v) if v not in (None, {}, []) else v for v in member]
+            elif key == "BS":
+                out[key] = [self._base64(v) for v in member]
+            elif key == "M":
+                fields = self._attribute_map(member)
+                if fields is None:
+                    return None
+                out[key] = fields
+            elif key == "L":
+                items = [self._attribute_value(v) for v in member]
+                if any(item is None for item in items):
+                    return None
+                out[key] = items
+            else:  # NULL, BOOL
+                out[key] = member
+        return out
+
+    def _attribute_map(self, value: Any) -> dict[str, Any] | None:
+        if type(value) is not dict:
+            return None
+        out = {}
+        for name, member in value.items():
+            av = self._attribute_value(member)
+            if av is None:
+                return None
+            out[name] = av
+        return out
+
+    def _serialize_type_structure(self, serialized: Any, value: Any, shape: Any, key: str) -> None:
+        if key and shape.name == "AttributeValue":
+            fast = self._attribute_value(value)
+            if fast is not None:
+                self._default_serialize(serialized, fast, shape, key)
+                return
+        super()._serialize_type_structure(serialized, value, shape, key)
+
+    def _serialize_type_map(self, serialized: Any, value: Any, shape: Any, key: str) -> None:
+        value_shape: Shape | None = getattr(shape, "value", None)
+        if value_shape is not None and value_shape.name == "AttributeValue":
+            fast = self._attribute_map(value)
+            if fast is not None:
+                self._default_serialize(serialized, fast, shape, key)
+                return
+        super()._serialize_type_map(serialized, value, shape, key)
+
+
 def install() -> None:
     """Replace moto's TransactWriteItems (idempotent) and serialise single-item operations with it."""
     if getattr(DynamoDBBackend, _INSTALLED, False):
@@ -158,4 +230,6 @@ def install() -> None:
     DynamoDBBackend.transact_write_items = _transact_write_items  # type: ignore[method-assign]
     comparisons.create_condition_expression_parser = _memo_parser  # used by get_filter_expression
     responses.create_condition_expression_parser = _memo_parser  # type: ignore[attr-defined]
+    for service in ("dynamodb", "dynamodbstreams"):  # moto's own hook for service-specific serializers
+        serialize.SERVICE_SPECIFIC_SERIALIZERS.setdefault(service, {})["json"] = _FastItemsSerializer
     setattr(DynamoDBBackend, _INSTALLED, True)
