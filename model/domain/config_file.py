@@ -64,6 +64,12 @@ class ChannelSpec(BaseModel):
     quiet_hours: TimeWindow | None = Field(default=None, description="This channel's quiet hours (local time).")
     enabled: bool = Field(default=True, description="False removes a default channel from the catalogue.")
 
+    @model_validator(mode="after")
+    def _disabled_alone(self) -> ChannelSpec:
+        if not self.enabled and (self.cost is not None or self.opt_in is not None or self.quiet_hours is not None):
+            raise ValueError("a channel with enabled = false takes no other key")
+        return self
+
 
 def _instant(value: Any, end_of_day: bool) -> Any:
     """A TOML date is a whole UTC day: ``valid_from`` its first instant, ``valid_until`` the next day's."""

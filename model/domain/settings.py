@@ -38,11 +38,27 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
-from model.domain.config_file import CatalogueMessage, MessageSpec, TimeWindow, message_catalogue, parse_config
+from model.domain.config_file import (
+    CatalogueMessage,
+    MessageSpec,
+    TimeWindow,
+    format_errors,
+    message_catalogue,
+    parse_config,
+)
 
 DEFAULT_CHANNELS = ("email", "sms", "push", "in_app", "web", "direct_mail", "call_center", "paid_social")
 # Cost of one contact, in the same currency as conversion value.
@@ -205,7 +221,7 @@ def use_config_text(text: str, origin: str) -> None:
         else:
             _REMOTE[origin] = previous
         reload_settings()
-        raise ValueError(f"{origin}: {exc}") from None
+        raise ValueError(f"{origin}: {format_errors(exc) if isinstance(exc, ValidationError) else exc}") from None
 
 
 def use_config(path: str | Path) -> None:
