@@ -1,10 +1,10 @@
 """The marketer's page (marketing.html, beside report.html): what the model will do against what the team does
 today, in plain words, from report.json's `marketing` block (training/marketing.py) and policy values.
 
-One self-contained HTML file (charts embedded as PNG data): a headline with its interval and the data it rests
-on, the "don't contact" share, contacts and cost per customer per week, the channel / send-hour / message mix
-side by side, and a channel x local-hour heatmap of the model's expected value. Every number may be null
-(no held-out decision, no holdout, no propensities): it reads "not measured", never crashes.
+One self-contained HTML file (bar charts embedded as PNG data): a headline with its interval and the data it
+rests on, the "don't contact" share, contacts and cost per customer per week, the channel / send-hour / message
+mix side by side, and a channel x local-hour heatmap (a coloured table) of the model's expected value. Every
+number may be null (no held-out decision, no holdout, no propensities): it reads "not measured", never crashes.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.colors import TwoSlopeNorm
 
 from training.report import _png, estimated, fmt, human, lead, money, num, percent
 
@@ -137,25 +136,6 @@ def mix_plot(mix: dict[str, dict[str, float]], title: str, keys: list[str]) -> b
     return _png(fig)
 
 
-def heatmap_plot(heat: dict[str, Any]) -> bytes:
-    """Channel x local hour, the model's mean expected value per decision (blank: never allowed)."""
-    rows = heat.get("mean_ev") or []
-    grid = np.array([[np.nan if num(v) is None else float(v) for v in row] for row in rows] or [[np.nan] * 24])
-    fig, ax = plt.subplots(figsize=(12, 0.5 * max(2, len(grid)) + 1.5))
-    finite = grid[np.isfinite(grid)]
-    top = float(np.abs(finite).max()) if finite.size else 1.0
-    norm = TwoSlopeNorm(vcenter=0.0, vmin=-(top or 1.0), vmax=top or 1.0)
-    image = ax.imshow(np.ma.masked_invalid(grid), cmap="RdYlGn", norm=norm, aspect="auto")
-    for (r, c), v in np.ndenumerate(grid):
-        if np.isfinite(v):
-            ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=6)
-    ax.set_xticks(range(24), [f"{h:02d}" for h in range(24)], fontsize=7)
-    ax.set_yticks(range(len(heat.get("channels") or [])), heat.get("channels") or [])
-    ax.set(xlabel="local hour of the send (customer's time zone)", title="Expected value per decision")
-    fig.colorbar(image, ax=ax, label="per decision", format="%.2f")
-    return _png(fig)
-
-
 # --- tables ---------------------------------------------------------------------------------------------------
 
 
@@ -170,6 +150,39 @@ def _mix_table(mix: dict[str, dict[str, float]], keys: list[str], labels: dict[s
         if any(num(mix[n].get(k)) for n in names)
     )
     return f"<table><tr><th></th>{head}</tr>{rows}</table>"
+
+
+def _heat_cell(value: float | None, top: float) -> str:
+    """A cell: green for value, red for loss, the stronger the further from zero (relative to the largest);
+    empty when the slot was never allowed."""
+    if value is None:
+        return "<td></td>"
+    alpha = min(1.0, abs(value) / top) * 0.75 if top > 0 else 0.0
+    rgb = "26,152,80" if value >= 0 else "215,48,39"
+    return f'<td style="background:rgba({rgb},{alpha:.2f})">{money(value)}</td>'
+
+
+def heatmap_table(heat: dict[str, Any]) -> str:
+    """Channel x local hour as a coloured table of the model's mean expected value per decision; hours no channel
+    was ever allowed at (quiet hours) are left out and named."""
+    channels = list(heat.get("channels") or [])
+    rows = [[num(v) for v in (row or [])] + [None] * (24 - len(row or [])) for row in (heat.get("mean_ev") or [])]
+    hours = [h for h in range(24) if any(r[h] is not None for r in rows)]
+    if not hours:
+        return "<p>No channel was allowed at any hour in the held-out decisions: no expected value to show.</p>"
+    top = max(abs(v) for r in rows for v in r if v is not None)
+    head = "".join(f"<th>{h:02d}</th>" for h in hours)
+    body = "".join(
+        f"<tr><th>{html.escape(str(name))}</th>" + "".join(_heat_cell(row[h], top) for h in hours) + "</tr>"
+        for name, row in zip(channels, rows, strict=False)
+    )
+    closed = [h for h in range(24) if h not in hours]
+    note = (
+        f"<p><small>Never allowed at {', '.join(f'{h:02d}:00' for h in closed)} (quiet hours): left out.</small></p>"
+        if closed
+        else ""
+    )
+    return f"<table class=heat><tr><th>local hour</th>{head}</tr>{body}</table>{note}"
 
 
 def _key_numbers(report: dict[str, Any]) -> str:
@@ -276,16 +289,16 @@ def render_html(report: dict[str, Any], title: str = "What the model will do") -
         best = "".join(f"<li>{html.escape(b)}</li>" for b in best_hours(report))
         body.append(
             "<h2>Best time per channel</h2><p>The model's mean expected value per decision for each channel and local "
-            "hour, with the best message for that slot, over the held-out decisions where the slot was allowed "
-            "(consent, quiet hours and caps); blank: never allowed. Green pays, red costs more than it brings.</p>"
-            + _img(heatmap_plot(heat), "expected value by channel and local hour")
-            + f"<p>Best hour per channel:</p><ul>{best}</ul>"
+            "hour (the customer's time zone), with the best message for that slot, over the held-out decisions where "
+            "the slot was allowed (consent, quiet hours and caps); blank: never allowed. Green pays, red costs more "
+            "than it brings.</p>" + heatmap_table(heat) + f"<p>Best hour per channel:</p><ul>{best}</ul>"
         )
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:75em}}table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right;vertical-align:top}}small{{color:#555}}
-.headline{{font-size:1.25em;background:#eef5ff;padding:.6em}}img{{max-width:100%}}</style>
+.headline{{font-size:1.25em;background:#eef5ff;padding:.6em}}img{{max-width:100%}}
+.heat td{{padding:3px 4px;font-size:.85em}}</style>
 </head><body>
 <h1>{html.escape(title)}</h1>
 {"".join(body)}

@@ -48,7 +48,7 @@ def test_page_is_published_with_every_section_and_people_numbers(run: tuple[Mode
     for section in ("Key numbers", "Which channel", "When: send hour", "Which message", "Best time per channel"):
         assert f"<h2>{section}</h2>" in text
     assert text.count('src="data:image/png;base64,') == 0
-    assert page.count("data:image/png;base64,") == 4
+    assert page.count("data:image/png;base64,") == 3
     mk = report["marketing"]
     vs = mk["vs_logging"]
     interval = f"(95% interval {mr.money(vs['ci'][0])} to {mr.money(vs['ci'][1])})"
@@ -60,6 +60,9 @@ def test_page_is_published_with_every_section_and_people_numbers(run: tuple[Mode
     assert f"on {up['served_decisions']:,} served decisions" in text  # thousands separators
     assert "The true uplift on this simulated data is" in text
     assert "Best possible (simulator)" in text
+    first = next(v for row in mk["heatmap"]["mean_ev"] for v in row if v is not None)
+    assert "<table class=heat>" in text
+    assert f">{mr.money(first)}</td>" in text  # the heatmap's cells, 2 decimals
     assert not SCIENTIFIC.search(text)
     assert not SCIENTIFIC.search(visible(store.read("v1", "report.html").decode()))
 
@@ -127,6 +130,19 @@ def test_heatmap_averages_allowed_cells_by_local_hour() -> None:
     assert heat["n"][0][11] == 2
     assert heat["n"][1][10] == 2
     assert email[0] is None
+
+
+def test_heatmap_table_colours_value_and_loss_and_names_closed_hours() -> None:
+    gap = [None] * 14
+    heat = {"channels": ["email", "sms"], "mean_ev": [[None] * 8 + [1.5, -0.5, *gap], [None] * 8 + [0.75, None, *gap]]}
+    table = mr.heatmap_table(heat)
+    assert "<th>local hour</th><th>08</th><th>09</th></tr>" in table  # only the hours some channel was allowed at
+    assert 'rgba(26,152,80,0.75)">1.50</td>' in table  # the largest value, full colour
+    assert 'rgba(215,48,39,0.25)">-0.50</td>' in table  # a loss, a third as large
+    assert "<td></td></tr>" in table  # sms never allowed at 09:00
+    assert "Never allowed at 00:00, 01:00," in table
+    assert "23:00 (quiet hours)" in table
+    assert "No channel was allowed" in mr.heatmap_table({})
 
 
 def test_hour_mix_is_over_contacts_in_local_time() -> None:
