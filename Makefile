@@ -94,5 +94,8 @@ build-AggregatorFunction:
 build-ScoreFunction:
 	$(BUILD_FUNCTION) score "$(ARTIFACTS_DIR)"
 
+build-AudienceFunction:
+	$(BUILD_FUNCTION) audience "$(ARTIFACTS_DIR)" fastapi mangum
+
 clean:
 	rm -rf .venv .aws-sam .nbc build .pytest_cache .mypy_cache .ruff_cache

@@ -74,6 +74,20 @@ def decide_requests(
     return results
 
 
+def decide_customers(
+    customer_ids: Sequence[str], options: AudienceOptions, run_id: uuid.UUID, model: Model | None
+) -> list[RecommendationResponse]:
+    """One audience chunk: valid customer ids (see `plan`), decided and logged with decision ids derived from the
+    run (uuid5), so a retried chunk overwrites its own decisions instead of adding new ones."""
+    requests = [options.request(cid) for cid in customer_ids]
+    return decide_requests(requests, model, decision_ids=[str(uuid.uuid5(run_id, cid)) for cid in customer_ids])
+
+
+def run_uuid(name: str) -> uuid.UUID:
+    """A run's id from its name (e.g. a Step Functions execution name): the same name, the same decision ids."""
+    return uuid.uuid5(uuid.NAMESPACE_URL, f"nbc-audience:{name}")
+
+
 def decision_rows(resp: RecommendationResponse) -> list[dict[str, Any]]:
     """Flat rows of one decision: its scalar fields repeated on each recommendation, with its rank."""
     doc = resp.model_dump(mode="json", exclude={"rule_trace"})
@@ -86,7 +100,7 @@ def decision_rows(resp: RecommendationResponse) -> list[dict[str, Any]]:
     return rows
 
 
-def _ndjson(rows: Iterable[dict[str, Any]]) -> bytes:
+def ndjson(rows: Iterable[dict[str, Any]]) -> bytes:
     return "".join(json.dumps(r, separators=(",", ":"), default=str) + "\n" for r in rows).encode()
 
 
@@ -165,16 +179,14 @@ def run(
     policies: Counter[str] = Counter()
     channels: Counter[str] = Counter()
     for i in todo:
-        requests = [options.request(cid) for cid in parts[i]]
-        ids = [str(uuid.uuid5(run_id, cid)) for cid in parts[i]]
-        results = decide_requests(requests, model, decision_ids=ids)
+        results = decide_customers(parts[i], options, run_id, model)
         for resp in results:
             policies[resp.policy.value] += 1
             channels[resp.recommendations[0].channel] += 1
-        sink.put(part_name(i), _ndjson(row for resp in results for row in decision_rows(resp)))
+        sink.put(part_name(i), ndjson(row for resp in results for row in decision_rows(resp)))
         progress.advance(len(parts[i]))
     if audience.rejected:
-        sink.put(REJECTED, _ndjson(audience.rejected))
+        sink.put(REJECTED, ndjson(audience.rejected))
     summary = {
         "out": out,
         "run_id": str(run_id),

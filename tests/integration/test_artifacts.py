@@ -50,6 +50,7 @@ FUNCTIONS = {  # function folder -> (handler module, packages it is built withou
     "ingest": ("functions.ingest.app", ()),
     "ingest_queue": ("functions.ingest_queue.app", ("fastapi", "mangum")),
     "aggregator": ("functions.aggregator.app", ("fastapi", "mangum")),
+    "audience": ("functions.audience.app", ("fastapi", "mangum")),
 }
 SAM = ["tool", "run", "--from", "aws-sam-cli==1.170.0", "sam"]  # after the uv command
 
@@ -274,12 +275,18 @@ def test_sam_build_without_docker_produces_deployable_arm64_artifacts(tmp_path: 
         env={**os.environ, "AWS_DEFAULT_REGION": "us-east-1", "SAM_CLI_TELEMETRY": "0"},
         capture_output=True,
         text=True,
-        timeout=170,
+        timeout=300,  # five functions, each cross-installed from the lock
         check=False,
     )
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     sizes = {}
-    for logical_id in ("IngestFunction", "IngestQueueFunction", "AggregatorFunction", "ScoreFunction"):
+    for logical_id in (
+        "IngestFunction",
+        "IngestQueueFunction",
+        "AggregatorFunction",
+        "ScoreFunction",
+        "AudienceFunction",
+    ):
         path = out / logical_id
         folder = {"IngestFunction": "ingest", "IngestQueueFunction": "ingest_queue"}.get(
             logical_id, logical_id.removesuffix("Function").lower()

@@ -52,7 +52,13 @@ def _functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def test_template_parses_as_sam(template: dict[str, Any]) -> None:
     assert template["Transform"] == "AWS::Serverless-2016-10-31"
-    assert set(_functions(template)) == {"IngestFunction", "IngestQueueFunction", "AggregatorFunction", "ScoreFunction"}
+    assert set(_functions(template)) == {
+        "IngestFunction",
+        "IngestQueueFunction",
+        "AggregatorFunction",
+        "ScoreFunction",
+        "AudienceFunction",
+    }
 
 
 def test_globals_runtime_architecture_environment(template: dict[str, Any]) -> None:
@@ -178,7 +184,7 @@ def test_every_function_has_a_least_privilege_policy(template: dict[str, Any]) -
             if any(a.startswith("dynamodb:") for a in actions):
                 assert st["Resource"] == {"Fn::GetAtt": ["Table", "Arn"]}, (logical_id, st)
                 assert "dynamodb:Scan" not in actions, logical_id
-    # Only the scoring function reads models; nothing but the HTTP ingest (erasure) deletes.
+    # Only the scoring functions (API and audience) read models; nothing but the HTTP ingest (erasure) deletes.
     for logical_id, res in _functions(template).items():
         granted = {
             a
@@ -186,7 +192,7 @@ def test_every_function_has_a_least_privilege_policy(template: dict[str, Any]) -
             if st.get("Sid") != "ReadConfigurationObject"  # the configuration document, not models
             for a in _as_list(st["Action"])
         }
-        assert ("s3:GetObject" in granted) == (logical_id == "ScoreFunction"), logical_id
+        assert ("s3:GetObject" in granted) == (logical_id in {"ScoreFunction", "AudienceFunction"}), logical_id
         assert ("dynamodb:DeleteItem" in granted) == (logical_id == "IngestFunction"), logical_id
 
 
