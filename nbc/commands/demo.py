@@ -2,7 +2,8 @@
 
 simulate customers -> ingest them through the ingest Lambda handler -> the stream drives the aggregator
 handler -> build the training set from the table -> train -> evaluate -> promote -> start the API ->
-ask it for recommendations -> print what the model is worth against the baselines and the oracle.
+ask it for recommendations -> print what the model is worth against the baselines and the oracle -> save the
+table as the local store (`nbc serve` restores it: the demo's model and customers, live) -> print a walkthrough.
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from model.adapters import aws
+from model.domain.policy import holdout_bucket
+from model.domain.schemas import Profile
+from model.domain.settings import get_settings
+from nbc.local import snapshot
 from nbc.local.aws import StreamPump, free_port, local_aws
 from nbc.local.events import LambdaContext, http_event
 
@@ -170,7 +175,67 @@ def _recommendation_table(answers: list[dict[str, Any]]) -> Table:
     return table
 
 
-def run(customers: int, days: int, seed: int, workdir: Path) -> dict[str, Any]:
+OPT_OUTS = {"unsubscribed", "complained"}
+
+
+def walkthrough_candidates(sim: dict[str, Any], limit: int = 12) -> list[str]:
+    """Customers that show the model's policy: outside the holdout, warm (>= 3 touchpoints), with >= 2 channels
+    open to them (consent, no opt-out), in id order (the simulator's ids are deterministic for a seed)."""
+    settings = get_settings()
+    tps: pa.Table = sim["touchpoints"]
+    events: dict[str, int] = {}
+    closed: dict[str, set[str]] = {}
+    for row in tps.select(["customer_id", "channel", "event_type"]).to_pylist():
+        events[row["customer_id"]] = events.get(row["customer_id"], 0) + 1
+        if row["event_type"] in OPT_OUTS:
+            closed.setdefault(row["customer_id"], set()).add(row["channel"])
+    out = []
+    for row in sorted(_rows(sim["profiles"]), key=lambda r: str(r["customer_id"])):
+        cid = str(row["customer_id"])
+        if holdout_bucket(cid) < settings.holdout_share or events.get(cid, 0) < 3:
+            continue
+        profile = Profile.model_validate(_profile_json(row))
+        open_channels = [c for c in settings.channels if profile.has_consent(c) and c not in closed.get(cid, set())]
+        if len(open_channels) >= 2:
+            out.append(cid)
+            if len(out) == limit:
+                break
+    return out
+
+
+def _walkthrough(customer: str, answer: dict[str, Any] | None, state: Path | None) -> str:
+    """The commands to try next, for one demo customer (printed at the end of the demo)."""
+    key = ' -H "x-api-key: $NBC_API_KEY"' if get_settings().api_key else ""
+    first = (answer or {}).get("recommendations") or [{}]
+    channel = first[0].get("channel") if first[0].get("channel") not in (None, "none") else "email"
+    decision = (answer or {}).get("decision_id") or "<decision_id of the answer>"
+    where = f"restores {state}" if state else "serves the demo's model"
+    return "\n".join(
+        [
+            f"Try it live (`make serve` = `uv run nbc serve`, {where}):",
+            "  make serve",
+            f"  curl -s localhost:8080/v1/model{key}",
+            f"  curl -s localhost:8080/v1/recommendations{key} -H 'content-type: application/json' "
+            f'-d \'{{"customer_id":"{customer}","k":3}}\'',
+            "  # then report the send it led to, quoting the recommendation's decision_id (the feedback loop):",
+            f"  curl -s localhost:8080/v1/touchpoints{key} -H 'content-type: application/json' -d '[{{"
+            f'"event_id":"try-1","customer_id":"{customer}","channel":"{channel}",'
+            f'"event_type":"sent","occurred_at":"{time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}",'
+            f'"decision_id":"{decision}"}}]\'',
+            f"  (customer {customer} is outside the holdout, has history and at least two open channels: "
+            "README, 'Use it locally', explains the answer)",
+        ]
+    )
+
+
+def run(
+    customers: int,
+    days: int,
+    seed: int,
+    workdir: Path,
+    store: str | None = None,
+    state: Path | None = None,
+) -> dict[str, Any]:
     from nbc.commands.training import pipeline_steps, print_policy_value
     from training import pipeline
     from training.promote import PromotionRefusedError, promote
@@ -179,9 +244,12 @@ def run(customers: int, days: int, seed: int, workdir: Path) -> dict[str, Any]:
     from training.sources import export_table
 
     workdir.mkdir(parents=True, exist_ok=True)
-    store_dir = (workdir / "models").resolve()
+    # The model store `nbc serve` reads (the default .nbc/models), and the local store's file beside it: the
+    # demo's table is saved there at the end, so the server restores the demo's customers.
+    store_dir = Path(store or get_settings().model_store).resolve()
     os.environ["NBC_MODEL_STORE"] = str(store_dir)
-    os.environ["NBC_TABLE_NAME"] = "nbc-demo"
+    get_settings.cache_clear()
+    state = state or snapshot.default_path()
     # One demo process, so one pseudonym key for its logs (a deployment reads it from SSM; docs/operations.md).
     os.environ.setdefault("NBC_PSEUDONYM_KEY", secrets.token_hex(16))
     # A batch job against the embedded moto (same process, same GIL): its calls may wait behind the handlers'
@@ -192,7 +260,8 @@ def run(customers: int, days: int, seed: int, workdir: Path) -> dict[str, Any]:
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     started = time.perf_counter()
     with local_aws() as endpoint:
-        console.print(f"[bold]Local AWS[/bold] (moto) on {endpoint}: table nbc-demo, model store {store_dir}")
+        table_name = get_settings().table_name
+        console.print(f"[bold]Local AWS[/bold] (moto) on {endpoint}: table {table_name}, model store {store_dir}")
         with _progress() as progress:
             task = progress.add_task("simulate customers", total=1)
             sim = simulate(SimConfig(customers=customers, days=days, seed=seed))
@@ -227,13 +296,22 @@ def run(customers: int, days: int, seed: int, workdir: Path) -> dict[str, Any]:
                     promoted = str(refused)
             progress.advance(task)
 
-        sample = [str(c) for c in sim["profiles"].column("customer_id").to_pylist()[:5]]
+        candidates = walkthrough_candidates(sim)
+        first_ids = [str(c) for c in sim["profiles"].column("customer_id").to_pylist()[:5]]
+        sample = list(dict.fromkeys(first_ids[:4] + candidates))[:5]  # a holdout customer may be among the first
         answers = []
+        headers = {"x-api-key": key} if (key := get_settings().api_key) else {}
         with api_server() as url:
             for customer in sample:
-                reply = httpx.post(f"{url}/v1/recommendations", json={"customer_id": customer, "k": 3}, timeout=30)
+                body = {"customer_id": customer, "k": 3}
+                reply = httpx.post(f"{url}/v1/recommendations", json=body, headers=headers, timeout=30)
                 reply.raise_for_status()
                 answers.append(reply.json())
+        by_id = {a["customer_id"]: a for a in answers}
+        # The walkthrough's customer: the first candidate the model answered (not an exploration draw).
+        featured = next((c for c in candidates if by_id.get(c, {}).get("policy") == "model"), None)
+        featured = featured or (candidates[0] if candidates else sample[0])
+        saved = snapshot.save(state) if state is not None else 0
     elapsed = time.perf_counter() - started
 
     console.print(
@@ -246,15 +324,34 @@ def run(customers: int, days: int, seed: int, workdir: Path) -> dict[str, Any]:
     console.print(f"Promotion: {promoted}")
     console.print(_recommendation_table(answers))
     console.print(f"HTML report: {result.store.path_of(result.version, 'report.html')}")
+    if state is not None:
+        console.print(f"Local store: {saved:,} customers saved to {state} (`nbc serve` restores them)")
     console.print(f"Done in {elapsed:.0f} s.")
-    return {"report": result.report, "answers": answers, "seconds": elapsed, "counts": counts}
+    console.print(_walkthrough(featured, by_id.get(featured), state), highlight=False, soft_wrap=True, markup=False)
+    return {
+        "report": result.report,
+        "answers": answers,
+        "seconds": elapsed,
+        "counts": counts,
+        "featured": featured,
+        "state": state,
+        "version": result.store.current(),
+    }
 
 
 def demo(
     customers: Annotated[int, typer.Option(min=50, help="Simulated customers")] = 300,
     days: Annotated[int, typer.Option(min=14, help="Days of history")] = 60,
     seed: Annotated[int, typer.Option(help="Random seed")] = 7,
-    workdir: Annotated[Path, typer.Option(help="Where the simulation and the model store go")] = Path(".nbc/demo"),
+    workdir: Annotated[Path, typer.Option(help="Where the simulation goes")] = Path(".nbc/demo"),
+    store: Annotated[
+        str | None, typer.Option(help="Model store to promote into [default: NBC_MODEL_STORE, .nbc/models]")
+    ] = None,
+    state: Annotated[
+        Path | None,
+        typer.Option(help="Where the table is saved for `nbc serve` [default: local/table.jsonl.gz beside the store]"),
+    ] = None,
 ) -> None:
-    """Run the whole product locally: simulate, ingest, train, evaluate, promote, serve, recommend."""
-    run(customers, days, seed, workdir)
+    """Run the whole product locally: simulate, ingest, train, evaluate, promote, serve, recommend; then leave the
+    model and the customers for `nbc serve`."""
+    run(customers, days, seed, workdir, store, state)

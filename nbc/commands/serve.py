@@ -31,8 +31,22 @@ def serve(
             "--no-embedded uses the environment as it is: a region, table and bucket (NBC_*) mean real AWS.",
         ),
     ] = True,
+    state: Annotated[
+        Path | None,
+        typer.Option(
+            help="The embedded table's file, loaded at start and saved at stop "
+            "[default: local/table.jsonl.gz beside the model store's folder, .nbc/local/table.jsonl.gz]."
+        ),
+    ] = None,
+    persist: Annotated[
+        bool,
+        typer.Option("--persist/--no-persist", help="--no-persist: start with an empty table and save nothing."),
+    ] = True,
 ) -> None:
-    """Serve the whole HTTP API (ingest + scoring). Requests must carry x-api-key when NBC_API_KEY is set."""
+    """Serve the whole HTTP API (ingest + scoring). Requests must carry x-api-key when NBC_API_KEY is set.
+
+    With the embedded local AWS, the table is restored from its file at start (what `nbc demo` left there) and
+    saved to it at stop, so customers survive a restart."""
     import uvicorn
 
     from model.domain.settings import get_settings
@@ -57,7 +71,7 @@ def serve(
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request lines: noise here
         from functions.aggregator.app import handler as aggregator
         from functions.common.observability import forget_lambda_context
-        from nbc.local.aws import StreamPump
+        from nbc.local import snapshot
         from nbc.local.events import LambdaContext
 
         def aggregate(event: dict[str, Any], _ctx: Any) -> None:
@@ -67,13 +81,15 @@ def serve(
                 forget_lambda_context()  # the HTTP API's log lines never carry the aggregator's Lambda context
 
         with local_aws():  # moto stops (and the environment is restored) when uvicorn returns
-            # Locally, the pump plays Lambda's stream event source: new touchpoints reach the aggregator.
-            pump = StreamPump(aggregate)
-            pump.start()
+            # The table is restored from its file and saved back at stop; locally, the pump plays Lambda's
+            # stream event source: new touchpoints reach the aggregator.
+            kept = (state or snapshot.default_path()) if persist else None
             try:
-                run()
-            finally:
-                pump.stop()
+                with snapshot.served_table(kept, aggregate, typer.echo):
+                    run()
+            except snapshot.SnapshotError as exc:
+                typer.secho(f"error: {exc}", err=True)
+                raise typer.Exit(2) from None
     else:
         run()
 

@@ -101,7 +101,7 @@ class StreamPump:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def _open(self) -> None:
+    def _open(self, position: str = "TRIM_HORIZON") -> None:
         settings = get_settings()
         arn = aws.client("dynamodb").describe_table(TableName=settings.table_name)["Table"]["LatestStreamArn"]
         streams = aws.client("dynamodbstreams")
@@ -110,8 +110,12 @@ class StreamPump:
             sid = shard["ShardId"]
             if sid not in self._iterators:
                 self._iterators[sid] = streams.get_shard_iterator(
-                    StreamArn=arn, ShardId=sid, ShardIteratorType="TRIM_HORIZON"
+                    StreamArn=arn, ShardId=sid, ShardIteratorType=position
                 )["ShardIterator"]
+
+    def skip_existing(self) -> None:
+        """Start after the records written so far (a restored snapshot: its touchpoints are already folded)."""
+        self._open("LATEST")
 
     def drain(self) -> int:
         """Deliver every record written so far; return how many were delivered."""
