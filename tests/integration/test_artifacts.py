@@ -178,7 +178,7 @@ def _isolated_env(tmp: Path) -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("function", ["score", "ingest"])
+@pytest.mark.parametrize("function", ["score", "ingest", "audience"])
 def test_handler_imports_from_the_artifact_alone(host_artifacts: HostArtifacts, function: str, tmp_path: Path) -> None:
     module, _ = FUNCTIONS[function]
     # -I: no user site, no PYTHON* variables, no cwd on sys.path; -S: no site-packages. Only the artifact.
