@@ -1,25 +1,22 @@
 """The marketer's page (marketing.html, beside report.html): what the model will do against what the team does
 today, in plain words, from report.json's `marketing` block (training/marketing.py) and policy values.
 
-One self-contained HTML file (bar charts embedded as PNG data): a headline with its interval and the data it
-rests on, the "don't contact" share, contacts and cost per customer per week, the channel / send-hour / message
-mix side by side, and a channel x local-hour heatmap (a coloured table) of the model's expected value. Every
+One self-contained HTML file without images (bars and heatmap are styled tables): a headline with its interval
+and the data it rests on, the "don't contact" share, contacts and cost per customer per week, the channel /
+send-hour / message mix side by side, and a channel x local-hour heatmap of the model's expected value. Every
 number may be null (no held-out decision, no holdout, no propensities): it reads "not measured", never crashes.
 """
 
 from __future__ import annotations
 
-import base64
 import html
 from collections.abc import Callable
 from typing import Any
 
-import matplotlib.pyplot as plt
-import numpy as np
-
-from training.report import _png, estimated, fmt, human, lead, money, num, percent
+from training.report import estimated, fmt, human, lead, money, num, percent
 
 POLICY_NAMES = {"model": "Model", "logging": "Today (current practice)", "oracle": "Best possible (simulator)"}
+COLOURS = {"model": "#1f77b4", "logging": "#ff7f0e", "oracle": "#2ca02c"}
 NOT_MEASURED = "not measured"
 
 
@@ -41,10 +38,6 @@ def _with_ci(value: Any, ci: Any, show: Callable[[Any], str] = money) -> str:
         return NOT_MEASURED
     interval = _ci(ci, show)
     return show(value) + (f" <small>(95% interval {interval})</small>" if interval else "")
-
-
-def _img(png: bytes, alt: str) -> str:
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
 # --- sentences ------------------------------------------------------------------------------------------------
@@ -117,39 +110,27 @@ def best_hours(report: dict[str, Any]) -> list[str]:
     return out
 
 
-# --- charts ---------------------------------------------------------------------------------------------------
-
-
-def mix_plot(mix: dict[str, dict[str, float]], title: str, keys: list[str]) -> bytes:
-    """Grouped bars: one group per key (channel, hour, message), one bar per policy."""
-    names = _policies(mix)
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.35 * len(keys) * max(1, len(names))), 3.5))
-    width = 0.8 / max(1, len(names))
-    xs = np.arange(len(keys))
-    for i, name in enumerate(names):
-        shares = [100 * (num(mix[name].get(k)) or 0.0) for k in keys]
-        ax.bar(xs + (i - (len(names) - 1) / 2) * width, shares, width, label=POLICY_NAMES[name])
-    ax.set_xticks(xs, keys, rotation=45 if len(keys) > 8 else 0, ha="right" if len(keys) > 8 else "center")
-    ax.set(ylabel="share (%)", title=title)
-    if names:
-        ax.legend(fontsize=8)
-    return _png(fig)
-
-
 # --- tables ---------------------------------------------------------------------------------------------------
 
 
 def _mix_table(mix: dict[str, dict[str, float]], keys: list[str], labels: dict[str, str]) -> str:
+    """Shares side by side, one column per policy, each cell a bar (scaled to the largest share) and its
+    percentage; keys no policy uses are left out."""
     names = _policies(mix)
-    head = "".join(f"<th>{html.escape(POLICY_NAMES[n])}</th>" for n in names)
+    head = "".join(f'<th style="color:{COLOURS[n]}">{html.escape(POLICY_NAMES[n])}</th>' for n in names)
+    shown = [k for k in keys if any(num(mix[n].get(k)) for n in names)]
+    top = max([num(mix[n].get(k)) or 0.0 for n in names for k in shown] or [0.0]) or 1.0
+
+    def bar(name: str, key: str) -> str:
+        share = num(mix[name].get(key)) or 0.0
+        width = f"{100 * share / top:.1f}"
+        colour = COLOURS[name]
+        return f'<td><div class=bar style="width:{width}%;background:{colour}"></div>{percent(mix[name].get(key))}</td>'
+
     rows = "".join(
-        f"<tr><th>{html.escape(labels.get(k, k))}</th>"
-        + "".join(f"<td>{percent(mix[n].get(k))}</td>" for n in names)
-        + "</tr>"
-        for k in keys
-        if any(num(mix[n].get(k)) for n in names)
+        f"<tr><th>{html.escape(labels.get(k, k))}</th>{''.join(bar(n, k) for n in names)}</tr>" for k in shown
     )
-    return f"<table><tr><th></th>{head}</tr>{rows}</table>"
+    return f"<table class=mix><tr><th></th>{head}</tr>{rows}</table>"
 
 
 def _heat_cell(value: float | None, top: float) -> str:
@@ -267,7 +248,6 @@ def render_html(report: dict[str, Any], title: str = "What the model will do") -
         body.append(
             '<h2>Which channel</h2><p>Share of decisions per channel; "don\'t contact" is a decision too.</p>'
             + _mix_table(ch_mix, [*channels, "none"], {"none": "don't contact"})
-            + _img(mix_plot(ch_mix, "Channel mix", [*channels, "none"]), "channel mix")
         )
         hours = [str(h) for h in range(24)]
         hour_labels = {str(h): f"{h:02d}:00" for h in range(24)} | {"outside_grid": "other time (later)"}
@@ -275,7 +255,6 @@ def render_html(report: dict[str, Any], title: str = "What the model will do") -
         body.append(
             "<h2>When: send hour</h2><p>Share of contacts per local hour (the customer's time zone).</p>"
             + _mix_table(hr_mix, [*hours, "outside_grid"], hour_labels)
-            + _img(mix_plot(hr_mix, "Send-hour mix (local time)", hours), "send hour mix")
         )
         msg_mix = mix.get("message") or {}
         if msg_mix:
@@ -283,7 +262,6 @@ def render_html(report: dict[str, Any], title: str = "What the model will do") -
             body.append(
                 "<h2>Which message</h2><p>Share of contacts per message.</p>"
                 + _mix_table(msg_mix, keys, {"other": "other (not a known message)"})
-                + _img(mix_plot(msg_mix, "Message mix", keys), "message mix")
             )
         heat = mk.get("heatmap") or {}
         best = "".join(f"<li>{html.escape(b)}</li>" for b in best_hours(report))
@@ -297,8 +275,9 @@ def render_html(report: dict[str, Any], title: str = "What the model will do") -
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:75em}}table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right;vertical-align:top}}small{{color:#555}}
-.headline{{font-size:1.25em;background:#eef5ff;padding:.6em}}img{{max-width:100%}}
-.heat td{{padding:3px 4px;font-size:.85em}}</style>
+.headline{{font-size:1.25em;background:#eef5ff;padding:.6em}}
+.heat td{{padding:3px 4px;font-size:.85em}}
+.mix td{{min-width:9em}}.bar{{height:.7em;margin-bottom:2px}}</style>
 </head><body>
 <h1>{html.escape(title)}</h1>
 {"".join(body)}
