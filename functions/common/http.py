@@ -72,6 +72,46 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+# How callers authenticate, as the OpenAPI schema declares it (/docs shows an Authorize button for both).
+SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
+    "ApiKey": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "x-api-key",
+        "description": "On this machine (`nbc serve`): the value of NBC_API_KEY, required on every route but "
+        "/health when it is set (the documentation routes included).",
+    },
+    "Jwt": {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "As deployed: an OAuth2 access token (client-credentials flow) from the identity provider "
+        "the stack's JWT authorizer trusts (template parameters JwtIssuer, JwtAudience), carrying the route's "
+        "scope: <prefix>ingest for touchpoints and profiles, <prefix>recommend for recommendations and the "
+        "model, <prefix>read for GET /v1/customers/{customer_id}, <prefix>erase for DELETE; prefix `nbc/` by "
+        "default (JwtScopePrefix).",
+    },
+}
+
+
+def _declare_security(app: FastAPI) -> None:
+    """Add the security schemes to the app's OpenAPI schema: either one on every route, none on the open ones."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = generate()  # FastAPI's, cached on the app after the first call
+        components = schema.setdefault("components", {})
+        if "securitySchemes" not in components:
+            components["securitySchemes"] = SECURITY_SCHEMES
+            schema["security"] = [{name: []} for name in SECURITY_SCHEMES]  # alternatives: either one
+            for path in OPEN_ROUTES:
+                for operation in schema.get("paths", {}).get(path, {}).values():
+                    operation["security"] = []
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def problem(status: int, title: str, detail: str, errors: list[dict[str, str]] | None = None) -> JSONResponse:
     body = Problem(title=title, status=status, detail=detail, errors=[FieldError(**e) for e in errors or []])
     return JSONResponse(body.model_dump(), status_code=status, media_type=PROBLEM)
@@ -242,6 +282,7 @@ def create_app(*routers: APIRouter, title: str = "Next-best-channel API") -> Fas
     for router in routers:
         app.include_router(router)
     _documentation(app)
+    _declare_security(app)
     app.add_middleware(BodyLimit)
     app.add_middleware(Deadline)
     return app

@@ -6,11 +6,12 @@ import json
 from typing import Annotated, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Body, Path, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from functions.common import examples
 from functions.common.http import create_app, lambda_handler, problem, unavailable
 from functions.common.observability import logger, metrics, pseudonym
 from functions.ingest.customers import router as customers_router
@@ -44,12 +45,13 @@ _BODY = {
     "required": True,
     "content": {
         "application/json": {
+            "examples": examples.touchpoints(),
             "schema": {
                 "oneOf": [
                     _ITEMS,
                     {"type": "object", "required": ["touchpoints"], "properties": {"touchpoints": _ITEMS}},
                 ]
-            }
+            },
         }
     },
 }
@@ -124,7 +126,9 @@ async def post_touchpoints(request: Request) -> Response:
     responses={409: {"description": f"The customer was erased less than {store.ERASURE_TOMBSTONE_DAYS} days ago"}},
     summary="Set a customer's profile",
 )
-def put_profile(customer_id: CustomerId, profile: Profile) -> Response:
+def put_profile(
+    customer_id: CustomerId, profile: Annotated[Profile, Body(openapi_examples=examples.profile())]
+) -> Response:
     try:
         store.put_profile(customer_id, profile)
     except store.CustomerErasedError:

@@ -12,13 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import copy_context
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
 from aws_lambda_powertools.metrics import MetricUnit
-from fastapi import APIRouter
+from fastapi import APIRouter, Body
 from fastapi.responses import Response
 from pydantic import BaseModel
 
+from functions.common import examples
 from functions.common.http import create_app, lambda_handler
 from functions.common.observability import logger, metrics, pseudonym
 from model.adapters import aws, store
@@ -75,7 +76,7 @@ def _one(req: RecommendationRequest) -> RecommendationResponse:
     response_model=RecommendationResponse,
     summary="Which channel, when and with what message to contact a customer now (or not at all)",
 )
-def recommend(req: RecommendationRequest) -> Response:
+def recommend(req: Annotated[RecommendationRequest, Body(openapi_examples=examples.recommendation())]) -> Response:
     resp = _one(req)
     log_decisions([resp])
     metrics.add_metric(name=f"Policy_{resp.policy.value}", unit=MetricUnit.Count, value=1)
@@ -96,7 +97,7 @@ def recommend(req: RecommendationRequest) -> Response:
     response_model=BatchResponse,
     summary="Recommendations for up to 1,000 customers (campaign audiences)",
 )
-def recommend_batch(batch: BatchRequest) -> Response:
+def recommend_batch(batch: Annotated[BatchRequest, Body(openapi_examples=examples.batch())]) -> Response:
     states: dict[str, store.State] = {}
     for part in parallel(store.get_states, list(dict.fromkeys(req.customer_id for req in batch.requests)), STATE_CHUNK):
         states.update(part)

@@ -4,16 +4,28 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from model.domain.catalogue import catalogue, check_messages
 from model.domain.schemas import ID_PATTERN, ChannelName, Id, StrictInt, channel_keys
+from model.domain.settings import get_settings
 
 MAX_BATCH = 1000
 MAX_MESSAGES = 20
-MessageId = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=ID_PATTERN)]
+
+
+def _message_enum(schema: dict[str, Any]) -> None:
+    """OpenAPI: with a message catalogue declared, a message id lists its ids (read when the schema is generated)."""
+    listed = get_settings().message_catalogue
+    if listed:
+        schema["enum"] = sorted(listed)
+
+
+MessageId = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=ID_PATTERN), Field(json_schema_extra=_message_enum)
+]
 NONE_CHANNEL = "none"  # "don't contact now"
 EARLIEST_NOW = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST_NOW = datetime(2100, 1, 1, tzinfo=UTC)
