@@ -135,8 +135,10 @@ def aggregate(progress: Progress) -> int:
 @contextmanager
 def api_server() -> Iterator[str]:
     """The whole HTTP API (nbc serve's app) on a free 127.0.0.1 port, in a thread."""
+    from model.adapters.model_service import get_predictor
     from nbc.server import build_app
 
+    get_predictor.cache_clear()  # the model store the demo promoted into, whatever this process served before
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(build_app(), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
