@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from model.adapters.registry import ModelStore
@@ -105,6 +108,29 @@ def test_marketing_numbers_add_up(run: tuple[ModelStore, dict[str, Any]]) -> Non
     assert up["measured"]["ci"][0] <= up["measured"]["value"] <= up["measured"]["ci"][1]
     assert up["measured"]["holdout_decisions"] > 0
     assert up["true"] is not None
+
+
+def test_log_without_propensities_or_holdout(tmp_path: Path) -> None:
+    """A real run on a log with no propensity and no holdout: estimated values, uplift "not measured", no crash."""
+    sim = write(simulate(SimConfig(customers=300, days=40, seed=5, holdout_share=0.0)), tmp_path / "sim")
+    decisions = pq.read_table(sim / "decisions.parquet")
+    col = decisions.column_names.index("propensity")
+    pq.write_table(
+        decisions.set_column(col, "propensity", pa.nulls(decisions.num_rows, pa.float64())), sim / "decisions.parquet"
+    )
+    opts = pipeline.Options(max_contexts=200, version="v1", params={"num_threads": 1})
+    result = pipeline.run(str(sim), str(tmp_path / "store"), opts)
+    mk = result.report["marketing"]
+    assert result.report["ope"]["propensities"] == "none"
+    assert mk["uplift"]["measured"] is None
+    assert "holdout" in mk["uplift"]["reason"]
+    assert "oracle" not in mk["no_contact"]
+    text = visible(result.store.read("v1", "marketing.html").decode())
+    assert "Measured uplift against the holdout: not measured (no holdout decisions in the log" in text
+    assert "rest on estimated ones" in text
+    assert "over current practice, on 200 held-out decisions" in text
+    assert "Best possible (simulator)" not in text
+    assert not SCIENTIFIC.search(text)
 
 
 def _grid() -> SimpleNamespace:
