@@ -250,7 +250,7 @@ def render_html(report: dict[str, Any], title: str = "What the model will do") -
             + _mix_table(ch_mix, [*channels, "none"], {"none": "don't contact"})
         )
         hours = [str(h) for h in range(24)]
-        hour_labels = {str(h): f"{h:02d}:00" for h in range(24)} | {"outside_grid": "other time (later)"}
+        hour_labels = {str(h): f"{h:02d}:00" for h in range(24)} | {"outside_grid": "outside the evaluated send times"}
         hr_mix = mix.get("hour") or {}
         body.append(
             "<h2>When: send hour</h2><p>Share of contacts per local hour (the customer's time zone).</p>"
