@@ -128,7 +128,8 @@ def test_batch_event_logs_every_decision(booster: Any) -> None:
     assert status == 200, body
     results = body["results"]
     assert [r["customer_id"] for r in results] == ["cust-0001", "cust-0002", "cust-new-9999"]
-    assert results[2]["policy"] == "cold_start"  # unknown customer: not an error
+    assert (results[2]["policy"], results[2]["cold_start"]) == ("model", True)  # unknown customer: not an error
+    assert results[0]["cold_start"] is False
     assert {r["channel"] for r in results[1]["recommendations"]} <= {"email", "push", "none"}
     for r in results:
         assert stored_decision(r["customer_id"], r["decision_id"])["decision_id"]["S"] == r["decision_id"]
