@@ -175,7 +175,7 @@ def read_config(paths: list[Path], texts: dict[str, str] | None = None) -> dict[
             declared = True
         if cfg.quiet_hours is not None:
             out.update(default_quiet_start=cfg.quiet_hours.label()[:5], default_quiet_end=cfg.quiet_hours.label()[6:])
-        caps.update(cfg.caps)
+        caps.update({str(k): v for k, v in cfg.caps.items()})
         fresh: dict[str, list[MessageSpec]] = {}
         for msg in cfg.messages:  # a later document's entries for an id replace the earlier ones
             fresh.setdefault(msg.id, []).append(msg)
@@ -326,7 +326,7 @@ class Settings(BaseSettings):
     @field_validator("default_quiet_start", "default_quiet_end")
     @classmethod
     def _time_of_day(cls, value: str) -> str:
-        TimeWindow(start=value, end=value)  # type: ignore[arg-type]  # parsed by its before-validator
+        TimeWindow.model_validate({"start": value, "end": value})  # raises naming the bad time
         return value
 
     @model_validator(mode="after")

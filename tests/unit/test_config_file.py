@@ -320,3 +320,12 @@ def test_nbc_config_show_prints_the_merged_configuration(monkeypatch: pytest.Mon
     assert shown["holdout_share"] == 0.04
     assert shown["costs"]["whatsapp"] == 0.004
     assert shown["config_hash"] == get_settings().config_hash()
+
+
+def test_the_example_configuration_is_valid() -> None:
+    from nbc.cli import app
+
+    example = Path(__file__).parents[2] / "nbc.example.toml"
+    result = CliRunner().invoke(app, ["config", "check", str(example)])
+    assert result.exit_code == 0, result.output
+    assert "xmas-2026" in result.output
