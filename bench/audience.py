@@ -42,8 +42,9 @@ def seed_customers(n: int, seed: int = 1) -> list[str]:
     """N customers with a profile and a folded aggregate, written in BatchWriteItem calls of 25."""
     from model.adapters import store
     from model.adapters.table import AGG_SK, PK, PROFILE_SK, SK, customer_pk
-    from model.domain.aggregate import DAY, EVENT_INDEX, Aggregate, FoldEvent, fold
+    from model.domain.aggregate import DAY, Aggregate, FoldEvent, fold
     from model.domain.catalogue import catalogue
+    from model.domain.schemas import EVENT_INDEX
 
     rng = np.random.default_rng(seed)
     n_ch = len(catalogue())

@@ -67,7 +67,7 @@ def decide_requests(
     """Decisions for requests of (possibly repeated) customers: one batched state read, one decision each, the
     decisions logged (PK C#customer, SK DEC#decision_id) as the single-customer endpoint logs them."""
     states = store.get_states([r.customer_id for r in requests])
-    ids = decision_ids or [None] * len(requests)
+    ids: Sequence[str | None] = decision_ids or [None] * len(requests)
     results = [decide(r, *states[r.customer_id], model, decision_id=d) for r, d in zip(requests, ids, strict=True)]
     if log:
         log_decisions(results)

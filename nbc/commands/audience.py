@@ -48,7 +48,8 @@ def read_audience(uri: str, column: str) -> list[Any]:
         raise ValueError(f"audience {uri}: expected a .csv, .parquet or .ndjson file")
     if column not in table.column_names:
         raise ValueError(f"audience {uri} has no column {column!r} (columns: {', '.join(table.column_names)})")
-    return table.column(column).to_pylist()
+    ids: list[Any] = table.column(column).to_pylist()
+    return ids
 
 
 @app.command()
