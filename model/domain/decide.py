@@ -202,8 +202,7 @@ def _reasons(
         )
         for cell, row in zip(cells, contrib, strict=True)
     }
-    open_channels = grid.allowed.any(axis=(1, 2))
-    closed = [name for name, ok in zip(grid.channels, open_channels, strict=True) if not ok]
+    closed = [grid.channels[i] for i in np.flatnonzero(~grid.allowed.any(axis=(1, 2))).tolist()]
     out = []
     for pick, cs in zip(picks, contrasts, strict=True):
         a = options[pick]
@@ -304,11 +303,11 @@ def decide(
         )
     if not recs:
         best = float(ev.ravel()[allowed_flat].max()) if n_allowed else 0.0
-        why, after = "no positive expected value", None
+        blocked, after = "no positive expected value", None
         if policy == Policy.holdout:
-            why = "holdout"
+            blocked = "holdout"
         elif not n_allowed:
-            why = "; ".join(e.label for e in grid.trace if e.excluded) or "no candidates"
+            blocked = "; ".join(e.label for e in grid.trace if e.excluded) or "no candidates"
             levels = model.message_levels if model else []
             after = next_allowed_at(req, history, profile, levels, now, s)
         recs.append(
@@ -316,7 +315,7 @@ def decide(
                 channel=NONE_CHANNEL,
                 p_convert=0.0,
                 expected_value=min(best, 0.0),
-                why=why,
+                why=blocked,
                 next_allowed_at=after,
             )
         )

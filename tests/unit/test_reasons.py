@@ -9,12 +9,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from model.domain.aggregate import EVENT_INDEX, Aggregate, FoldEvent, fold
+from model.domain.aggregate import Aggregate, FoldEvent, fold
 from model.domain.catalogue import catalogue
 from model.domain.decide import decide, diverse
 from model.domain.features import CHANNEL_FEATURES, CUSTOMER_FEATURES, SLOT_FEATURES
 from model.domain.recommend_schemas import Policy, RecommendationRequest, RecommendationResponse
-from model.domain.schemas import Profile, QuietHours
+from model.domain.schemas import EVENT_INDEX, Profile, QuietHours
 from model.domain.settings import get_settings
 from model.scoring.predictor import LoadedModel, load_model
 from model.scoring.tree_scorer import TreeScorer
