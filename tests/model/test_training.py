@@ -102,6 +102,13 @@ def gate(
     return gate_store, held, blind
 
 
+def test_the_manifest_records_the_configuration_hash(trained: tuple[ModelStore, pipeline.Result]) -> None:
+    from model.domain.settings import get_settings
+
+    store, _result = trained
+    assert store.manifest("v1").config_hash == get_settings().config_hash()
+
+
 def test_gate_refuses_a_worse_challenger_on_the_same_decisions(gate: tuple) -> None:
     store, held, _ = gate
     store.set_current("v1")
