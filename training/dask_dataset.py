@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import dask
 import numpy as np
 import polars as pl
 
@@ -22,6 +21,7 @@ from model.domain.features import FeatureLayout
 from model.domain.recommend_schemas import NONE_CHANNEL
 from model.domain.settings import get_settings
 from training import dataset, sources
+from training.dask_cluster import compute, delayed
 from training.dask_quantile import order_statistic, quantile
 from training.labels import OBJECTIVE_EVENT
 from training.records import normalise_touchpoints
@@ -95,7 +95,7 @@ def _send_times(prepared: Any) -> np.ndarray:
 
 def _train_times(prepared: Any, eval_start: float, window: float) -> np.ndarray:
     ts = _send_times(prepared)
-    return ts[trains_before(ts, eval_start, window)]
+    return np.asarray(ts[trains_before(ts, eval_start, window)])
 
 
 def _split(
@@ -143,10 +143,11 @@ def _assemble(
 
 def _summary(ts: dataset.TrainingSet | None) -> dict[str, Any]:
     if ts is None:
-        return {"rows": dict.fromkeys(SPLITS, 0), "stats": {}, "fit": (np.inf, -np.inf)}
+        return {"rows": dict.fromkeys((*SPLITS, "train_positives"), 0), "stats": {}, "fit": (np.inf, -np.inf)}
     fit = ts.meta["send_ts"].to_numpy()[np.isin(ts.split, ["train", "valid"])]
+    train = ts.split == "train"
     return {
-        "rows": {s: int((ts.split == s).sum()) for s in SPLITS},
+        "rows": {s: int((ts.split == s).sum()) for s in SPLITS} | {"train_positives": int((ts.y[train] > 0).sum())},
         "stats": ts.stats,
         "fit": (float(fit.min()), float(fit.max())) if len(fit) else (np.inf, -np.inf),
     }
@@ -175,13 +176,12 @@ def build(
         labels = "attributed"
     window = float(window_days if window_days is not None else get_settings().attribution_window_days)
     layout = dataset.layout_from_settings()
-    delayed: Any = dask.delayed
 
     def frames(frame: Any | None) -> list[Any]:
         return list(frame.to_delayed()) if frame is not None else [None] * src.partitions
 
     tps = client.persist([delayed(_normalised)(f) for f in frames(src.touchpoints)])
-    ranges = dask.compute(*[delayed(_ts_range)(t) for t in tps])
+    ranges = compute(*[delayed(_ts_range)(t) for t in tps])
     first = min(r[0] for r in ranges)
     if not np.isfinite(first):
         raise ValueError("no usable touchpoints (known channels and event types) in the source")
@@ -189,14 +189,14 @@ def build(
     decisions, profiles = frames(src.decisions), frames(src.profiles)
     prepared = client.persist([delayed(_sends)(t, d, window, labels, end) for t, d in zip(tps, decisions, strict=True)])
 
-    counts = [c for c in dask.compute(*[delayed(_message_counts)(p) for p in prepared]) if c.height]
+    counts = [c for c in compute(*[delayed(_message_counts)(p) for p in prepared]) if c.height]
     summed = pl.concat(counts).group_by("message_id").agg(pl.col("len").sum()) if counts else None
     levels = dataset.feature_levels(layout, dataset.top_messages(summed) if summed is not None else [])
     times = [delayed(_send_times)(p) for p in prepared]
-    n_sends = sum(dask.compute(*[delayed(len)(t) for t in times]))
+    n_sends = sum(compute(*[delayed(len)(t) for t in times]))
     if n_sends == 0:
         raise ValueError("no send has a complete attribution window: the log is too short or too recent")
-    quiet_rows = sum(dask.compute(*[delayed(_quiet)(p) for p in prepared]))
+    quiet_rows = sum(compute(*[delayed(_quiet)(p) for p in prepared]))
     if quiet_rows:
         levels["channel"] = [*levels["channel"], NONE_CHANNEL]
 
@@ -204,14 +204,14 @@ def build(
     if split == "temporal":
         eval_start = quantile(times, 1.0 - eval_fraction)
         train_times = [delayed(_train_times)(p, eval_start, window) for p in prepared]
-        n_train = sum(dask.compute(*[delayed(len)(t) for t in train_times]))
+        n_train = sum(compute(*[delayed(len)(t) for t in train_times]))
         cutoffs = (eval_start, quantile(train_times, 1.0 - valid_fraction) if n_train else None)
     # the customer split needs no cut-off: a customer's hash share decides, in whichever partition
     parts_split = [delayed(_split)(p, split, cutoffs, window, eval_fraction, valid_fraction) for p in prepared]
     parts_split = client.persist(parts_split)
 
     shares = [delayed(_eval_shares)(p, s) for p, s in zip(prepared, parts_split, strict=True)]
-    n_eval = sum(dask.compute(*[delayed(len)(s) for s in shares]))
+    n_eval = sum(compute(*[delayed(len)(s) for s in shares]))
     context_share = order_statistic(shares, max_contexts - 1) if n_eval > max_contexts else None
 
     settings = {
@@ -229,7 +229,7 @@ def build(
         for t, p, s, f in zip(tps, prepared, parts_split, profiles, strict=True)
     ]
     built = client.persist(built)
-    summaries = dask.compute(*[delayed(_summary)(b) for b in built])
+    summaries = compute(*[delayed(_summary)(b) for b in built])
     keep = [i for i, s in enumerate(summaries) if sum(s["rows"].values())]
     stats: dict[str, float] = {}
     for s in summaries:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import dask
 import numpy as np
+
+from training.dask_cluster import compute, delayed
 
 BINS = 1024
 GATHER = 50_000  # values left in the interval (over all partitions) below which they are sent as they are
@@ -38,7 +39,7 @@ def _inside(values: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray, np.nd
 
 def order_statistic(parts: list[Any], rank: int) -> float:
     """The value of 0-based `rank` in the sorted union of the partitions' 1-D arrays (`parts`: Delayed)."""
-    stats = dask.compute(*[dask.delayed(_stats)(p) for p in parts])
+    stats = compute(*[delayed(_stats)(p) for p in parts])
     n = sum(s[0] for s in stats)
     if not 0 <= rank < n:
         raise ValueError(f"rank {rank} outside 0..{n - 1}")
@@ -47,7 +48,7 @@ def order_statistic(parts: list[Any], rank: int) -> float:
     for _ in range(MAX_PASSES):
         edges = np.linspace(lo, hi, BINS + 1)
         edges[-1] = hi
-        found = dask.compute(*[dask.delayed(_histogram)(p, lo, hi, edges) for p in parts])
+        found = compute(*[delayed(_histogram)(p, lo, hi, edges) for p in parts])
         below = sum(f[0] for f in found)
         counts = np.sum([f[1] for f in found], axis=0)
         cum = below + np.cumsum(counts)
@@ -55,8 +56,8 @@ def order_statistic(parts: list[Any], rank: int) -> float:
         lo, hi = float(edges[k]), float(edges[k + 1])
         if counts[k] <= GATHER or hi <= float(np.nextafter(lo, math.inf)):
             break
-    below = sum(dask.compute(*[dask.delayed(_histogram)(p, lo, hi, np.array([lo, hi]))[0] for p in parts]))
-    pieces = dask.compute(*[dask.delayed(_inside)(p, lo, hi) for p in parts])
+    below = sum(compute(*[delayed(_histogram)(p, lo, hi, np.array([lo, hi]))[0] for p in parts]))
+    pieces = compute(*[delayed(_inside)(p, lo, hi) for p in parts])
     values = np.concatenate([v for v, _ in pieces]) if pieces else np.zeros(0)
     counts = np.concatenate([c for _, c in pieces]) if pieces else np.zeros(0, dtype=np.int64)
     order = np.argsort(values, kind="stable")
@@ -66,7 +67,7 @@ def order_statistic(parts: list[Any], rank: int) -> float:
 
 def quantile(parts: list[Any], q: float) -> float:
     """np.quantile(concatenated values, q) (linear interpolation) over the partitions' arrays."""
-    n = sum(dask.compute(*[dask.delayed(len)(p) for p in parts]))
+    n = sum(compute(*[delayed(len)(p) for p in parts]))
     if n == 0:
         raise ValueError("no values")
     h = (n - 1) * q
@@ -75,4 +76,4 @@ def quantile(parts: list[Any], q: float) -> float:
     if h == lo_rank or lo_rank + 1 >= n:
         return low
     high = order_statistic(parts, lo_rank + 1)
-    return low + (h - lo_rank) * (high - low)
+    return float(low + (h - lo_rank) * (high - low))

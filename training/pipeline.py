@@ -31,6 +31,8 @@ Step = Callable[[str, int, int], None]  # (step name, done, total)
 class Options:
     engine: str = "local"
     scheduler: str | None = None
+    workers: int = 2  # --engine dask without a scheduler: a local cluster of this many processes
+    partitions: int | None = None  # --engine dask: customer-hash partitions (default 4 per worker)
     objective: dataset.Objective = "conversion"
     split: dataset.Split = "temporal"
     window_days: float | None = None
@@ -118,6 +120,11 @@ def run(source: str | sources.Sources, store_uri: str, opts: Options, step: Step
             step(name, done, total)
 
     timings: dict[str, float] = {}
+    if opts.engine == "dask":
+        from training import dask_pipeline  # dask and a cluster only when asked for
+
+        dset, result, rep = dask_pipeline.run_stages(source, opts, tick, timings)
+        return _publish(source, store_uri, opts, dset, result, rep, timings, tick)
     t0 = time.perf_counter()
     tick("load", 0, 1)
     src = source if isinstance(source, sources.Sources) else sources.load(source)
@@ -146,13 +153,7 @@ def run(source: str | sources.Sources, store_uri: str, opts: Options, step: Step
 
     t0 = time.perf_counter()
     tick("train", 0, 1)
-    if opts.engine == "dask":
-        if not opts.scheduler:
-            raise ValueError("--engine dask needs --scheduler ADDRESS (e.g. tcp://127.0.0.1:8786)")
-        result = train.train_dask(
-            ts, opts.scheduler, rounds=opts.rounds, early_stopping=opts.early_stopping, params=opts.params
-        )
-    elif opts.engine == "local" and opts.funnel and ts.objective == "conversion":
+    if opts.engine == "local" and opts.funnel and ts.objective == "conversion":
         result = train.train_funnel(ts, rounds=opts.rounds, early_stopping=opts.early_stopping, params=opts.params)
     elif opts.engine == "local":
         result = train.train_local(ts, rounds=opts.rounds, early_stopping=opts.early_stopping, params=opts.params)
@@ -176,9 +177,23 @@ def run(source: str | sources.Sources, store_uri: str, opts: Options, step: Step
         "rows_valid": int((ts.split == "valid").sum()),
         "rows_eval": int((ts.split == "eval").sum()),
     }
+    rep["engine"] = {"dataset": "local", "train": "local", "evaluate": "local", "partitions": 1, "workers": 1}
     tick("evaluate", 1, 1)
     timings["evaluate"] = time.perf_counter() - t0
+    return _publish(source, store_uri, opts, ts, result, rep, timings, tick)
 
+
+def _publish(
+    source: str | sources.Sources,
+    store_uri: str,
+    opts: Options,
+    ts: dataset.TrainingSet | Any,  # or dask_dataset.DistributedSet (layout, levels, objective, window)
+    result: train.TrainResult,
+    rep: dict[str, Any],
+    timings: dict[str, float],
+    tick: Step,
+) -> Result:
+    """The model, its report and manifest into the store (whichever engine built and trained it)."""
     t0 = time.perf_counter()
     tick("publish", 0, 1)
     version = opts.version or new_version()
@@ -194,7 +209,7 @@ def run(source: str | sources.Sources, store_uri: str, opts: Options, step: Step
     manifest = Manifest(
         version=version,
         created_at=datetime.now(UTC),
-        training_window=_window(ts),
+        training_window=getattr(ts, "training_window", None) or _window(ts),
         features=features,
         categorical=categorical,
         schema_hash=schema_hash(features, categorical, ts.levels),

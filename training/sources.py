@@ -325,14 +325,16 @@ def _parquet_path(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def read_partitioned(source: str, partitions: int) -> PartitionedSources:
+def read_partitioned(source: str, partitions: int, decisions: str | None = None) -> PartitionedSources:
     """The source read as Dask dataframes partitioned by customer hash (`partitions` buckets).
 
     Parquet (a folder with touchpoints.parquet or a touchpoints/ folder of Parquet files, the same for profiles
     and decisions, locally or on s3://) is read lazily by the workers; any other source (NDJSON, a DynamoDB
-    export or table) is loaded by `load` first and then handed to the cluster."""
+    export or table) is loaded by `load` first and then handed to the cluster. `decisions`: a decisions file
+    to use instead of the source's own."""
     import dask.dataframe as dd
 
+    from_pandas: Any = dd.from_pandas
     if partitions < 1:
         raise SourceError("partitions must be at least 1")
     frames: dict[str, Any] = {}
@@ -357,13 +359,15 @@ def read_partitioned(source: str, partitions: int) -> PartitionedSources:
         loaded = load(source)
         npart = max(1, min(partitions, loaded.touchpoints.num_rows // 100_000 + 1))
         frames = {
-            name: dd.from_pandas(table.to_pandas(), npartitions=npart) if table is not None else None
+            name: from_pandas(table.to_pandas(), npartitions=npart) if table is not None else None
             for name, table in (
                 ("touchpoints", loaded.touchpoints),
                 ("profiles", loaded.profiles),
                 ("decisions", loaded.decisions),
             )
         }
+    if decisions is not None:
+        frames["decisions"] = from_pandas(read_decisions(decisions).to_pandas(), npartitions=1)
     return PartitionedSources(
         touchpoints=_bucketed(frames["touchpoints"], partitions),
         profiles=_bucketed(frames["profiles"], partitions) if frames.get("profiles") is not None else None,

@@ -197,7 +197,7 @@ def train_dask(
     chunk_rows: int | None = None,
     params: dict[str, Any] | None = None,
 ) -> TrainResult:
-    """The same model on a Dask cluster (`scheduler`: an address, or a distributed.Client).
+    """The same model on a Dask cluster (`scheduler`: an address, or a distributed.Client), from rows in memory.
 
     The rows go to the workers as dask arrays; each worker trains on its partitions and LightGBM's network
     layer syncs histograms. Early stopping watches the validation part, like the local engine.
@@ -209,39 +209,139 @@ def train_dask(
     from_array: Any = da.from_array
     client: Any = scheduler if isinstance(scheduler, Client) else client_cls(scheduler)
     try:
-        p = _params(ts, params, threads=1)
         n_workers = max(1, len(client.scheduler_info().get("workers", {})))
         x_tr, y_tr = ts.part("train")
         x_va, y_va = ts.part("valid")
         rows = chunk_rows or max(1000, -(-len(y_tr) // n_workers))
-        dx = from_array(x_tr, chunks=(rows, x_tr.shape[1]))
-        dy = from_array(y_tr, chunks=(rows,))
-        kwargs: dict[str, Any] = {}
-        fit_kwargs: dict[str, Any] = {
-            "feature_name": ts.names,
-            "categorical_feature": list(ts.layout.categorical),
-        }
+        vrows = max(1000, -(-len(y_va) // n_workers))
+        train = (from_array(x_tr, chunks=(rows, x_tr.shape[1])), from_array(y_tr, chunks=(rows,)))
+        valid = None
         if len(y_va):
-            vrows = max(1000, -(-len(y_va) // n_workers))
-            fit_kwargs["eval_X"] = (from_array(x_va, chunks=(vrows, x_va.shape[1])),)
-            fit_kwargs["eval_y"] = (from_array(y_va, chunks=(vrows,)),)
-            kwargs["early_stopping_round"] = early_stopping
-        est_cls = lgb.DaskLGBMRegressor if ts.objective == "value" else lgb.DaskLGBMClassifier
-        model_params = {k: v for k, v in p.items() if k not in ("num_threads", "metric")}
-        if ts.objective != "value":
-            model_params.pop("objective", None)
-        est = est_cls(client=client, n_estimators=rounds, **model_params, **kwargs)
-        start = time.perf_counter()
-        est.fit(dx, dy, **fit_kwargs)
-        seconds = time.perf_counter() - start
-        booster = est.booster_
-        best = booster.best_iteration or booster.current_iteration()
-        if booster.best_iteration:
-            booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
-        return TrainResult(booster=booster, engine="dask", seconds=seconds, best_iteration=best, params=p)
+            valid = (from_array(x_va, chunks=(vrows, x_va.shape[1])), from_array(y_va, chunks=(vrows,)))
+        return fit_dask(
+            client, train, valid, ts.names, list(ts.layout.categorical), ts.objective, rounds, early_stopping, params
+        )
     finally:
         if client is not scheduler:
             client.close()
+
+
+def fit_dask(
+    client: Any,
+    train: tuple[Any, Any],
+    valid: tuple[Any, Any] | None,
+    names: list[str],
+    categorical: list[str],
+    objective: str,
+    rounds: int,
+    early_stopping: int,
+    params: dict[str, Any] | None = None,
+    base: dict[str, Any] | None = None,
+) -> TrainResult:
+    """lightgbm.dask on rows that are already dask arrays (X, y) on the cluster; `valid` drives early stopping.
+    `base`: the parameters `params` override (default DEFAULT_PARAMS)."""
+    start_params = DEFAULT_PARAMS if base is None else base
+    p = {**start_params, **objective_params(objective), "num_threads": 1, **(params or {})}
+    kwargs: dict[str, Any] = {}
+    fit_kwargs: dict[str, Any] = {"feature_name": names, "categorical_feature": categorical}
+    if valid is not None:
+        fit_kwargs["eval_X"] = (valid[0],)
+        fit_kwargs["eval_y"] = (valid[1],)
+        kwargs["early_stopping_round"] = early_stopping
+    est_cls = lgb.DaskLGBMRegressor if objective == "value" else lgb.DaskLGBMClassifier
+    model_params = {k: v for k, v in p.items() if k not in ("num_threads", "metric")}
+    if objective != "value":
+        model_params.pop("objective", None)
+    est = est_cls(client=client, n_estimators=rounds, **model_params, **kwargs)
+    start = time.perf_counter()
+    est.fit(train[0], train[1], **fit_kwargs)
+    seconds = time.perf_counter() - start
+    booster = est.booster_
+    best = booster.best_iteration or booster.current_iteration()
+    if booster.best_iteration:
+        booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
+    return TrainResult(booster=booster, engine="dask", seconds=seconds, best_iteration=best, params=p)
+
+
+def _rows(ts: TrainingSet | None, split: str, width: int) -> tuple[np.ndarray, np.ndarray]:
+    if ts is None:
+        return np.zeros((0, width), dtype=np.float32), np.zeros(0)
+    return ts.part(split)
+
+
+def validation_loss(ts: TrainingSet | None, booster: lgb.Booster) -> np.ndarray:
+    """Summed validation loss of one partition's rows after each boosting round (log loss; Tweedie deviance
+    for the value objective): the driver adds the partitions' curves and early-stops on the sum."""
+    rounds = booster.current_iteration()
+    if ts is None:
+        return np.zeros(rounds)
+    x, y = ts.part("valid")
+    raw = np.zeros(len(y))
+    out = np.zeros(rounds)
+    if len(y) == 0:
+        return out
+    for i in range(rounds):
+        raw += np.asarray(booster.predict(x, raw_score=True, start_iteration=i, num_iteration=1, num_threads=1))
+        if ts.objective == "value":
+            rho = 1.3  # objective_params: tweedie_variance_power
+            out[i] = float(np.sum(-y * np.exp((1 - rho) * raw) / (1 - rho) + np.exp((2 - rho) * raw) / (2 - rho)))
+        else:
+            p = np.clip(1.0 / (1.0 + np.exp(-raw)), 1e-12, 1 - 1e-12)
+            out[i] = float(-np.sum(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    return out
+
+
+def train_distributed(
+    dset: Any,
+    client: Any,
+    *,
+    rounds: int = 1000,
+    early_stopping: int = 50,
+    params: dict[str, Any] | None = None,
+) -> TrainResult:
+    """lightgbm.dask on a training set built on the cluster (training/dask_dataset.py: `DistributedSet`): each
+    partition's rows become one block of the dask arrays where they already are, never gathered.
+
+    Early stopping: lightgbm.dask judges a validation set per worker, and workers that stop at different rounds
+    break its network (connection reset). So the rounds are trained in full, every partition returns its
+    validation loss after each round, and the booster is cut at the round where the summed loss is lowest
+    (when no better round followed within `early_stopping` rounds, as LightGBM's callback would stop)."""
+    from training.dask_cluster import compute, delayed, stacked
+
+    width = len(dset.names)
+    blocks = [
+        (delayed(_rows, nout=2)(part, "train", width), rows["train"])
+        for part, rows in zip(dset.parts, dset.rows, strict=True)
+        if rows["train"]
+    ]
+    if not blocks:
+        raise ValueError("the training part is empty: more history is needed")
+    result = fit_dask(
+        client,
+        stacked(blocks, width),
+        None,
+        dset.names,
+        list(dset.layout.categorical),
+        dset.objective,
+        rounds,
+        early_stopping,
+        params,
+    )
+    if dset.count("valid") == 0:
+        return result
+    booster = client.scatter(result.booster, broadcast=True)
+    curves = compute(*[delayed(validation_loss)(part, booster) for part in dset.parts])
+    loss = np.sum(curves, axis=0)
+    best = 0
+    for i in range(1, len(loss)):
+        if i - best > early_stopping:
+            break
+        if loss[i] < loss[best]:
+            best = i
+    result.best_iteration = best + 1
+    result.booster = lgb.Booster(model_str=result.booster.model_to_string(num_iteration=best + 1))
+    result.model = f"direct, early-stopped at round {best + 1} on the summed validation loss"
+    return result
 
 
 def predict(booster: lgb.Booster, x: np.ndarray) -> np.ndarray:

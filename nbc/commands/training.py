@@ -74,7 +74,16 @@ def train(
     source: Annotated[str, typer.Option(help="Folder/file, s3://export-prefix, or dynamodb://TABLE")],
     store: Annotated[str | None, typer.Option(help="Model store: folder or s3://bucket/prefix")] = None,
     engine: Annotated[str, typer.Option(help="local or dask")] = "local",
-    scheduler: Annotated[str | None, typer.Option(help="Dask scheduler address (engine dask)")] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 (engine dask; default: a local cluster)"),
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Engine dask without --scheduler: worker processes of the local cluster")
+    ] = 2,
+    partitions: Annotated[
+        int | None, typer.Option(min=1, help="Engine dask: customer-hash partitions (default 4 per worker)")
+    ] = None,
     objective: Annotated[str, typer.Option(help="click, visit, conversion or value")] = "conversion",
     split: Annotated[str, typer.Option(help="temporal or customer")] = "temporal",
     window_days: Annotated[float | None, typer.Option(help="Attribution window (default from settings)")] = None,
@@ -125,6 +134,8 @@ def train(
 
     if objective not in ("click", "visit", "conversion", "value"):
         raise typer.BadParameter("objective must be click, visit, conversion or value", param_hint="--objective")
+    if engine not in ("local", "dask"):
+        raise typer.BadParameter("engine must be local or dask", param_hint="--engine")
     if split not in ("temporal", "customer"):
         raise typer.BadParameter("split must be temporal or customer", param_hint="--split")
     if labels not in (None, "window", "attributed"):
@@ -145,6 +156,8 @@ def train(
     opts = pipeline.Options(
         engine=engine,
         scheduler=scheduler,
+        workers=workers,
+        partitions=partitions,
         objective=objective,  # type: ignore[arg-type]
         split=split,  # type: ignore[arg-type]
         window_days=window_days,
