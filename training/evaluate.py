@@ -81,6 +81,46 @@ def prediction_metrics(y: np.ndarray, p: np.ndarray, objective: str) -> dict[str
     return out
 
 
+WEEK = 7 * 86400.0
+MONDAY = 4 * 86400.0  # 1970-01-05 was a Monday: weeks start on Monday 00:00 UTC
+
+
+def auc_interval(auc: float, positives: int, negatives: int) -> list[float]:
+    """95% interval of an AUC by Hanley & McNeil (1982): SE^2 = (A(1-A) + (n1-1)(Q1-A^2) + (n0-1)(Q2-A^2)) / (n1 n0),
+    Q1 = A/(2-A), Q2 = 2A^2/(1+A). Clipped to [0, 1]."""
+    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
+    a2 = auc**2
+    var = (auc * (1 - auc) + (positives - 1) * (q1 - a2) + (negatives - 1) * (q2 - a2)) / (positives * negatives)
+    half = 1.96 * float(np.sqrt(max(var, 0.0)))
+    return [max(0.0, auc - half), min(1.0, auc + half)]
+
+
+def auc_by_week(y: np.ndarray, p: np.ndarray, send_ts: np.ndarray) -> list[dict[str, Any]]:
+    """Held-out AUC per calendar week of the send (Monday 00:00 UTC), with its interval and the rows it rests on:
+    a model that fits the past but not the newest weeks shows a falling curve (drift)."""
+    if not len(y):
+        return []
+    yb = y > 0
+    weeks = np.floor((send_ts - MONDAY) / WEEK).astype(np.int64)
+    out = []
+    for week in np.unique(weeks).tolist():
+        mask = weeks == week
+        pos = int(yb[mask].sum())
+        neg = int(mask.sum()) - pos
+        auc = float(roc_auc_score(yb[mask], p[mask])) if pos and neg else None
+        start = np.datetime64(int(week * WEEK + MONDAY), "s").astype("datetime64[D]")
+        out.append(
+            {
+                "week": str(start),
+                "n": int(mask.sum()),
+                "positives": pos,
+                "auc": auc,
+                "ci": auc_interval(auc, pos, neg) if auc is not None else None,
+            }
+        )
+    return out
+
+
 # --- policies --------------------------------------------------------------------------------------------
 
 
@@ -361,6 +401,7 @@ def evaluate(booster: lgb.Booster, ts: TrainingSet, oracle: Oracle | None = None
     policies, details = evaluate_policies(booster, ts, oracle)
     return {
         "metrics": prediction_metrics(y_ev, p, ts.objective),
+        "metrics_by_week": auc_by_week(y_ev, p, ts.meta["send_ts"].to_numpy()[ts.split == "eval"]),
         "calibration": calibration(yb, p) if ts.objective != "value" else {},
         "gains": gains(yb, p) if len(p) else {},
         "importance": feature_importance(booster),

@@ -444,6 +444,25 @@ def _channel_model(report: dict[str, Any]) -> str:
     )
 
 
+def _weekly_table(report: dict[str, Any]) -> str:
+    """Held-out AUC by week of the send: drift shows as a falling curve."""
+    weeks = report.get("metrics_by_week") or []
+    if not weeks:
+        return ""
+    rows = "".join(
+        f"<tr><th>{html.escape(str(w.get('week')))}</th><td>{_fmt(w.get('n'))}</td><td>{_fmt(w.get('positives'))}</td>"
+        f"<td>{fmt(num(w.get('auc')), '.3f')}</td>"
+        f"<td>{fmt_ci(w.get('ci'))}</td></tr>"
+        for w in weeks
+    )
+    return (
+        "<h3>AUC by week of the send</h3><p>Each held-out week on its own, with its 95% interval (Hanley-McNeil) "
+        "and the rows it rests on: a falling AUC in the newest weeks means behaviour drifts away from what the "
+        "model learned.</p><table><tr><th>week from</th><th>sends</th><th>positives</th><th>AUC</th>"
+        f"<th>95% interval</th></tr>{rows}</table>"
+    )
+
+
 def render_html(report: dict[str, Any], title: str = "Model evaluation") -> str:
     """The page; it references the PNGs by file name (they sit next to it in the version's folder)."""
     metrics = report.get("metrics", {})
@@ -477,6 +496,7 @@ figure{{display:inline-block;margin:0 1em}}</style>
 Objective: {html.escape(str(report.get("objective", "")))}; attribution window
 {_fmt(report.get("attribution_window_days", ""))} days.</p>
 <h2>Prediction quality (held-out sends)</h2><table>{mrows}</table>
+{_weekly_table(report)}
 <h2>Policy value (held-out decisions)</h2>
 <p>{html.escape(reward_text(report)[0].upper() + reward_text(report)[1:])}; by every off-policy estimator
 (docs/ope.md): the value, its 95% bootstrap interval, and "ESS / matched" (the

@@ -40,6 +40,9 @@ def test_model_beats_random_and_report_is_complete(trained: tuple[ModelStore, pi
     report = json.loads(store.read("v1", "report.json"))
     assert 0.6 < report["metrics"]["auc"] <= 1.0
     assert report["metrics"]["logloss"] > 0
+    weeks = report["metrics_by_week"]  # drift made visible: held-out AUC per week, covering every held-out send
+    assert sum(w["n"] for w in weeks) == report["metrics"]["n_eval"]
+    assert all(w["ci"] is None or w["ci"][0] <= w["auc"] <= w["ci"][1] for w in weeks)
     pol = report["policies"]
     assert set(pol) == {"model", "random", "global_best", "most_engaged", "last_engaged", "logging", "oracle"}
     for res in pol.values():  # the layout tools read (docs/ope.md)
@@ -57,6 +60,7 @@ def test_model_beats_random_and_report_is_complete(trained: tuple[ModelStore, pi
     assert pol["oracle"]["true_value"] >= pol["model"]["true_value"]
     html = store.read("v1", "report.html").decode()
     assert "calibration.png" in html
+    assert "AUC by week of the send" in html
     assert f"{report['ope']['lead'].upper()} (lead)" in html  # estimators side by side, the lead marked
     assert "Error against the true value" in html
     assert store.read("v1", "calibration.png").startswith(b"\x89PNG")

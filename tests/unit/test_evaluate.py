@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from training.evaluate import calibration, gains
 from training.ope import policies as pol
@@ -44,3 +45,33 @@ def test_calibration_and_gains() -> None:
     g = gains(y, p)
     assert g["captured"][-1] == 1.0
     assert g["captured"][3] > g["share"][3]  # the top 20% holds more than 20% of positives
+
+
+def test_auc_by_week_groups_sends_by_monday_weeks_with_intervals() -> None:
+    from datetime import UTC, datetime
+
+    from sklearn.metrics import roc_auc_score
+
+    from training.evaluate import auc_by_week
+
+    rng = np.random.default_rng(3)
+    monday = datetime(2026, 11, 2, tzinfo=UTC).timestamp()  # a Monday
+    ts = np.concatenate([monday + rng.uniform(0, 7 * 86400, 400), monday + 7 * 86400 + rng.uniform(0, 7 * 86400, 400)])
+    y = (rng.random(800) < 0.3).astype(float)
+    # Week one: the score knows the outcome (AUC near 1); week two: pure noise (AUC near 0.5): drift.
+    p = np.where(np.arange(800) < 400, y * 0.5 + rng.uniform(0, 0.6, 800), rng.random(800))
+    weeks = auc_by_week(y, p, ts)
+    assert [w["week"] for w in weeks] == ["2026-11-02", "2026-11-09"]
+    assert [w["n"] for w in weeks] == [400, 400]
+    assert weeks[0]["auc"] == pytest.approx(roc_auc_score(y[:400], p[:400]))
+    assert weeks[0]["auc"] > 0.85
+    assert abs(weeks[1]["auc"] - 0.5) < 0.1
+    for w in weeks:
+        lo, hi = w["ci"]
+        assert lo <= w["auc"] <= hi
+        assert lo < hi
+    # The interval narrows with more data and a week with one class has no AUC.
+    assert weeks[1]["ci"][1] - weeks[1]["ci"][0] < 0.15
+    single = auc_by_week(np.zeros(5), np.arange(5.0), np.full(5, monday))
+    assert single[0]["auc"] is None
+    assert single[0]["ci"] is None
