@@ -29,7 +29,7 @@ from rich.table import Table
 from model.adapters import aws
 from model.domain.policy import holdout_bucket
 from model.domain.schemas import Profile
-from model.domain.settings import get_settings
+from model.domain.settings import Settings, get_settings
 from nbc.local import snapshot
 from nbc.local.aws import StreamPump, free_port, local_aws
 from nbc.local.events import LambdaContext, http_event
@@ -205,9 +205,11 @@ def walkthrough_candidates(sim: dict[str, Any], limit: int = 12) -> list[str]:
     return out
 
 
-def _walkthrough(customer: str, answer: dict[str, Any] | None, state: Path | None) -> str:
+def _walkthrough(customer: str, answer: dict[str, Any] | None, state: Path | None, store: Path) -> str:
     """The commands to try next, for one demo customer (printed at the end of the demo)."""
     key = ' -H "x-api-key: $NBC_API_KEY"' if get_settings().api_key else ""
+    default_store = Path(Settings.model_fields["model_store"].default).resolve()
+    serve = "make serve" if store == default_store else f"NBC_MODEL_STORE={store} uv run nbc serve"
     first = (answer or {}).get("recommendations") or [{}]
     channel = first[0].get("channel") if first[0].get("channel") not in (None, "none") else "email"
     decision = (answer or {}).get("decision_id") or "<decision_id of the answer>"
@@ -215,7 +217,7 @@ def _walkthrough(customer: str, answer: dict[str, Any] | None, state: Path | Non
     return "\n".join(
         [
             f"Try it live (`make serve` = `uv run nbc serve`, {where}):",
-            "  make serve",
+            f"  {serve}",
             f"  curl -s localhost:8080/v1/model{key}",
             f"  curl -s localhost:8080/v1/recommendations{key} -H 'content-type: application/json' "
             f'-d \'{{"customer_id":"{customer}","k":3}}\'',
@@ -261,7 +263,7 @@ def run(
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     started = time.perf_counter()
-    with local_aws() as endpoint:
+    with local_aws(separate_process=True) as endpoint:  # moto works on the second core
         table_name = get_settings().table_name
         console.print(f"[bold]Local AWS[/bold] (moto) on {endpoint}: table {table_name}, model store {store_dir}")
         with _progress() as progress:
@@ -329,7 +331,8 @@ def run(
     if state is not None:
         console.print(f"Local store: {saved:,} customers saved to {state} (`nbc serve` restores them)")
     console.print(f"Done in {elapsed:.0f} s.")
-    console.print(_walkthrough(featured, by_id.get(featured), state), highlight=False, soft_wrap=True, markup=False)
+    walkthrough = _walkthrough(featured, by_id.get(featured), state, store_dir)
+    console.print(walkthrough, highlight=False, soft_wrap=True, markup=False)
     return {
         "report": result.report,
         "answers": answers,
@@ -342,8 +345,8 @@ def run(
 
 
 def demo(
-    customers: Annotated[int, typer.Option(min=50, help="Simulated customers")] = 300,
-    days: Annotated[int, typer.Option(min=14, help="Days of history")] = 60,
+    customers: Annotated[int, typer.Option(min=50, help="Simulated customers")] = 200,
+    days: Annotated[int, typer.Option(min=14, help="Days of history")] = 45,
     seed: Annotated[int, typer.Option(help="Random seed")] = 7,
     workdir: Annotated[Path, typer.Option(help="Where the simulation goes")] = Path(".nbc/demo"),
     store: Annotated[

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from moto.server import ThreadedMotoServer
@@ -59,14 +64,65 @@ def provision() -> None:
             s3.create_bucket(Bucket=bucket)
 
 
+class _MotoProcess:
+    """moto's server in a child process: its work runs on another core than the caller's (same GIL otherwise)."""
+
+    def __init__(self, port: int) -> None:
+        code = "import sys; from nbc.local.aws import serve_forever; serve_forever(int(sys.argv[1]))"
+        argv = [sys.executable, "-c", code, str(port)]  # this interpreter, fixed code, a port number
+        self._proc = subprocess.Popen(argv, cwd=Path(__file__).parents[2])  # noqa: S603
+        self._port = port
+
+    def start(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"the local AWS process exited ({self._proc.returncode})")
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self._port)) == 0:
+                    return
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("the local AWS process did not start")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        self._proc.terminate()
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+
+
+def serve_forever(port: int) -> None:
+    """The child process of `local_aws(separate_process=True)`: moto (with this module's repairs) until stopped."""
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())  # Ctrl-C in the parent's terminal: the parent stops us
+    stop.wait()
+    server.stop()
+
+
 @contextmanager
-def local_aws(port: int | None = None) -> Iterator[str]:
-    """Start moto on 127.0.0.1, provision it, yield its endpoint, stop it (and restore the environment)."""
+def local_aws(port: int | None = None, separate_process: bool = False) -> Iterator[str]:
+    """Start moto on 127.0.0.1, provision it, yield its endpoint, stop it (and restore the environment).
+    `separate_process`: moto runs in a child process (a batch job such as the demo: moto's work on the second
+    core); otherwise in this process's threads (the server, the tests: in-process repairs and no start-up)."""
     saved = {k: os.environ.get(k) for k in [*FAKE_CREDENTIALS, "NBC_AWS_ENDPOINT_URL", "NBC_AWS_READ_TIMEOUT"]}
     os.environ.setdefault("NBC_AWS_READ_TIMEOUT", LOCAL_READ_TIMEOUT)
     port = port or free_port()
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request lines: noise here
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server: ThreadedMotoServer | _MotoProcess
+    if separate_process:
+        for key, value in FAKE_CREDENTIALS.items():  # the child inherits them
+            os.environ.setdefault(key, value)
+        server = _MotoProcess(port)
+    else:
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
     try:
