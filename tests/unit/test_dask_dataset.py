@@ -15,6 +15,7 @@ from training.dask_cluster import compute, delayed
 from training.dask_dataset import build
 from training.dask_quantile import order_statistic, quantile
 from training.simulate import SimConfig, simulate, write
+from training.split import Split
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -59,17 +60,17 @@ def _rows(x: np.ndarray, y: np.ndarray, split: np.ndarray, meta: pl.DataFrame) -
 
 
 @pytest.mark.parametrize(("split", "max_contexts"), [("temporal", 150), ("customer", 5000)])
-def test_partitioned_build_gives_the_local_rows(sim_dir: Path, client: Any, split: str, max_contexts: int) -> None:
+def test_partitioned_build_gives_the_local_rows(sim_dir: Path, client: Any, split: Split, max_contexts: int) -> None:
     src = sources.load(str(sim_dir))
     local = dataset.build(
         src.touchpoints,
         src.profiles,
         src.decisions,
         split=split,
-        max_contexts=max_contexts,  # type: ignore[arg-type]
+        max_contexts=max_contexts,
     )
     parts_src = sources.read_partitioned(str(sim_dir), 5)
-    dist = build(client, parts_src, split=split, max_contexts=max_contexts)  # type: ignore[arg-type]
+    dist = build(client, parts_src, split=split, max_contexts=max_contexts)
     parts = [p for p in compute(*dist.parts) if p is not None]
     assert len(parts) > 1  # the rows really are spread over partitions
     for part in parts:  # each partition holds whole customers: no customer in two partitions
