@@ -30,6 +30,7 @@ def rebuild(
     import os
 
     from model.adapters.aggregate_rebuild import Rebuilt, customers_with_data, rebuild_customer
+    from model.adapters.store import StoreUnavailableError
     from model.domain.schemas import ID_PATTERN
     from model.domain.settings import get_settings
 
@@ -42,6 +43,7 @@ def rebuild(
         get_settings.cache_clear()
     name = get_settings().table_name
     results: list[Rebuilt] = []
+    failed = 0
     if customer is not None:
         results.append(rebuild_customer(customer))
     else:
@@ -50,7 +52,10 @@ def rebuild(
         with progress_for(console) as progress:
             task = progress.add_task("rebuilding", total=len(customers))
             for cid in customers:
-                results.append(rebuild_customer(cid))
+                try:
+                    results.append(rebuild_customer(cid))
+                except StoreUnavailableError:  # throttled past the retry budget: the others still go on
+                    failed += 1
                 progress.advance(task)
     counts = {o: sum(1 for r in results if r.outcome == o) for o in ("changed", "unchanged", "erased", "empty")}
     summary = Table(title=f"Aggregate rebuild (table {name})", show_header=False, title_justify="left")
@@ -66,4 +71,8 @@ def rebuild(
         summary.add_row("skipped: erased", f"{counts['erased']:,}")
     if counts["empty"]:
         summary.add_row("skipped: nothing stored", f"{counts['empty']:,}")
+    if failed:
+        summary.add_row("[red]failed: store unavailable (run again)[/red]", f"{failed:,}")
     console.print(summary)
+    if failed:
+        raise typer.Exit(1)

@@ -190,3 +190,24 @@ def test_an_erased_customer_is_left_alone() -> None:
         .get("Item")
         is None
     )
+
+
+def test_all_goes_on_past_a_customer_the_store_cannot_serve_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    for cid in ("c-ok", "c-busy"):
+        _aggregated(cid, 6)
+        _corrupt(cid)
+    real = aggregate_rebuild.rebuild_customer
+
+    def throttled_for_one(customer_id: str) -> aggregate_rebuild.Rebuilt:
+        if customer_id == "c-busy":
+            raise store.StoreUnavailableError("throttled past the retry budget")
+        return real(customer_id)
+
+    monkeypatch.setattr(aggregate_rebuild, "rebuild_customer", throttled_for_one)
+
+    result = rebuild("--all")
+
+    assert result.exit_code == 1
+    assert re.search(r"failed: store unavailable \(run again\)\s*[│|]\s*1\b", result.output), result.output
+    assert re.search(r"changed\s*[│|]\s*1\b", result.output), result.output
+    assert _aggregate_of("c-ok")[0] == replay([fold_event(tp) for tp in _touchpoints("c-ok", 6)])
