@@ -60,7 +60,9 @@ def test_run_decides_every_customer_once_logs_each_and_respects_consent(tmp_path
     options = aud.AudienceOptions(channels=["email", "sms"], k=2)
     summary = aud.run(aud.plan(ids, options), str(out), options, model=None, chunk=3)
 
-    assert summary["customers"] == 7 and summary["chunks"] == 3 and summary["decided_now"] == 7
+    assert summary["customers"] == 7
+    assert summary["chunks"] == 3
+    assert summary["decided_now"] == 7
     rows = _rows(out)
     assert {r["customer_id"] for r in rows} == set(ids)
     assert all(r["channel"] != "sms" for r in rows)
@@ -83,7 +85,8 @@ def test_interrupted_run_resumes_without_a_second_decision_per_customer(tmp_path
     (out / aud.part_name(2)).unlink()
     (out / aud.SUMMARY).unlink()
     again = aud.run(planned, str(out), options, model=None, chunk=2)
-    assert again["chunks_resumed"] == 2 and again["decided_now"] == 1
+    assert again["chunks_resumed"] == 2
+    assert again["decided_now"] == 1
     assert {r["customer_id"]: r["decision_id"] for r in _rows(out)} == first
     assert all(len(_decisions(cid)) == 1 for cid in ids)
     with pytest.raises(ValueError, match="another audience"):
@@ -100,4 +103,5 @@ def test_cli_scores_a_parquet_audience_and_sets_aside_bad_rows(tmp_path: Path) -
     assert (summary["customers"], summary["duplicates"], summary["rejected"]) == (2, 1, 1)
     assert json.loads((out / aud.REJECTED).read_text())["row"] == 3
     missing = CliRunner().invoke(app, ["score", "--audience", str(path), "--out", str(out), "--column", "id"])
-    assert missing.exit_code == 2 and "no column 'id'" in missing.output
+    assert missing.exit_code == 2
+    assert "no column 'id'" in missing.output
