@@ -48,7 +48,7 @@ job = { kind = "categorical", levels = ["admin", "technician"] }
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No configuration file or remote document from elsewhere; settings and catalogue re-read after."""
-    monkeypatch.delenv("NBC_CONFIG", raising=False)
+    monkeypatch.setenv("NBC_CONFIG", "")  # no files; restored after (use_config sets it directly)
     monkeypatch.chdir(Path(__file__).parent)  # no ./nbc.toml here
     monkeypatch.setattr(settings_module, "_REMOTE", {})
     reload_settings()

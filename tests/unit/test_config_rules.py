@@ -32,7 +32,7 @@ CATALOGUE = [
 
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.delenv("NBC_CONFIG", raising=False)
+    monkeypatch.setenv("NBC_CONFIG", "")  # no files; restored after (use_config sets it directly)
     monkeypatch.setattr(settings_module, "_REMOTE", {})
     monkeypatch.setenv("NBC_HOLDOUT_SHARE", "0")
     monkeypatch.setenv("NBC_EXPLORATION_RATE", "0")

@@ -18,7 +18,7 @@ DOC = "holdout_share = 0.02\n[channels.push]\ncost = 0.004\n"
 
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.delenv("NBC_CONFIG", raising=False)
+    monkeypatch.setenv("NBC_CONFIG", "")  # no files; restored after (use_config sets it directly)
     monkeypatch.delenv(config_source.LOCATION_ENV, raising=False)
     monkeypatch.setattr(settings_module, "_REMOTE", {})
     config_source.forget()
