@@ -262,7 +262,11 @@ def naive_decide(body: str, state: tuple[Any, Any], booster: Any) -> str:
     costs = pd.Series(s.channel_costs)
     df["ev"] = df["p"] * conversion_value(agg, s) - df["channel_name"].map(costs).fillna(0.0)
     df["key"] = keys
-    top = df[df["ev"] > 0].nlargest(req.k, "ev")
+    # The same k as decide: the best per channel, then per (channel, message), then the rest, by expected value.
+    pos = df[df["ev"] > 0].sort_values("ev", ascending=False, kind="stable")
+    pos["message_id"] = [grid.messages[k[2]] for k in pos["key"]]
+    tiers = pd.concat([pos.drop_duplicates("channel_name"), pos.drop_duplicates(["channel_name", "message_id"]), pos])
+    top = tiers[~tiers.index.duplicated()].head(req.k)
     contrib = booster.predict(top[list(model.layout.names)], pred_contrib=True, num_threads=1)
     recs = []
     names = model.layout.names

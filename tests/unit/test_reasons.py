@@ -241,3 +241,27 @@ def test_the_heuristic_quotes_the_counts_behind_its_rate() -> None:
     assert resp.policy == Policy.fallback
     assert reason.kind == "heuristic"
     assert reason.text.startswith("push: 4 conversions after 10 push sends, smoothed conversion rate ")
+
+
+def test_a_credit_against_the_obvious_direction_is_not_cited() -> None:
+    from zoneinfo import ZoneInfo
+
+    from model.domain.reasons import Option, contrastive
+    from tests.scoring_helpers import layout
+
+    lay = layout()
+    lift, local = lay.names.index("hour_response_lift"), lay.names.index("local_hour")
+    agg = converts_on("push", "email")
+
+    def option(hour: int, lift_value: float, lift_credit: float) -> Option:
+        values, contrib = np.zeros(len(lay.names)), np.zeros(len(lay.names))
+        values[lift], values[local], contrib[lift] = lift_value, hour, lift_credit
+        ts = datetime(2026, 11, 24, hour, tzinfo=UTC).timestamp()
+        return Option("push", 2, ts, ZoneInfo("UTC"), "msg-a", 0.3, 2.0, values, contrib)
+
+    # The tree credits the lower response lift (0.3x vs 1.5x): true to the model, misleading in words.
+    reasons = contrastive("hour", option(10, 0.3, 0.5), option(9, 1.5, -0.5), lay, agg)
+    assert "hour_response_lift" not in {r.feature for r in reasons}
+    reasons = contrastive("hour", option(10, 1.5, 0.5), option(9, 0.3, -0.5), lay, agg)
+    assert reasons[0].feature == "hour_response_lift"
+    assert "1.5x their usual rate to sends around 10:00 vs 0.3x around 09:00" in reasons[0].text
