@@ -304,7 +304,7 @@ def run(
         first_ids = [str(c) for c in sim["profiles"].column("customer_id").to_pylist()[:5]]
         sample = list(dict.fromkeys(first_ids[:4] + candidates))[:5]  # a holdout customer may be among the first
         answers = []
-        headers = {"x-api-key": key} if (key := get_settings().api_key) else {}
+        headers = {"x-api-key": key.get_secret_value()} if (key := get_settings().api_key) else {}
         with api_server() as url:
             for customer in sample:
                 body = {"customer_id": customer, "k": 3}

@@ -118,8 +118,8 @@ def local_aws(port: int | None = None, separate_process: bool = False) -> Iterat
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request lines: noise here
     server: ThreadedMotoServer | _MotoProcess
     if separate_process:
-        for key, value in FAKE_CREDENTIALS.items():  # the child inherits them
-            os.environ.setdefault(key, value)
+        for name, fake in FAKE_CREDENTIALS.items():  # the child inherits them
+            os.environ.setdefault(name, fake)
         server = _MotoProcess(port)
     else:
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
