@@ -126,6 +126,10 @@ def load(path: Path, settings: Settings | None = None) -> int:
     return _customers(pks)
 
 
+def _count(customers: int) -> str:
+    return f"{customers:,} customer{'' if customers == 1 else 's'}"
+
+
 class SnapshotError(RuntimeError):
     """The local store's file cannot be read."""
 
@@ -141,7 +145,7 @@ def served_table(
             restored = load(path)
         except (OSError, EOFError, ValueError, KeyError) as exc:
             raise SnapshotError(f"cannot read the local store {path}: {exc} (move it away, or --no-persist)") from exc
-        say(f"{restored:,} customers restored from {path}")
+        say(f"{_count(restored)} restored from {path}")
     elif path is not None:
         say(f"no local store at {path} yet: starting with an empty table")
     pump = StreamPump(aggregate)
@@ -156,4 +160,4 @@ def served_table(
                 pump.drain()  # what arrived since the last poll is folded before it is saved
             except Exception:  # the touchpoints are saved either way; their aggregate may lag
                 logging.getLogger(__name__).exception("stream pump failed before saving")
-            say(f"{save(path):,} customers saved to {path}")
+            say(f"{_count(save(path))} saved to {path}")

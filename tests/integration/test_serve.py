@@ -60,7 +60,9 @@ def server() -> Iterator[tuple[str, subprocess.Popen[str]]]:
                 proc.wait()
 
 
-def test_serve_ingests_profiles_and_recommends_with_an_api_key(server: tuple[str, subprocess.Popen[str]]) -> None:
+def test_serve_ingests_profiles_and_recommends_with_an_api_key(
+    server: tuple[str, subprocess.Popen[str]], tmp_path: Path
+) -> None:
     base, proc = server
     key = {"x-api-key": API_KEY}
     with httpx.Client(base_url=base, timeout=30) as http:
@@ -118,6 +120,12 @@ def test_serve_ingests_profiles_and_recommends_with_an_api_key(server: tuple[str
     output = proc.stdout.read() if proc.stdout else ""
     assert "Traceback" not in output, output[-3000:]
     assert CUSTOMER not in output  # customer ids never in clear text in the logs
+    # The local store lives beside this test's own model store: nothing of the developer's .nbc/ is restored,
+    # and what the server received is saved there at stop.
+    saved = tmp_path / "local" / "table.jsonl.gz"
+    assert f"no local store at {saved} yet" in output
+    assert f"1 customer saved to {saved}" in output
+    assert saved.exists()
     # The HTTP API's log lines do not carry the Lambda context the aggregator's handler set in this process.
     http_lines = [line for line in output.splitlines() if '"profile set"' in line]
     assert http_lines, output[-3000:]
