@@ -256,8 +256,8 @@ def run(
     state = state or snapshot.default_path()
     # One demo process, so one pseudonym key for its logs (a deployment reads it from SSM; docs/operations.md).
     os.environ.setdefault("NBC_PSEUDONYM_KEY", secrets.token_hex(16))
-    # A batch job against the embedded moto (same process, same GIL): its calls may wait behind the handlers'
-    # work, so the demo is patient; the API's short budgets are for serving, not for a local batch.
+    # A batch job against the embedded moto (one Python process, one GIL, on a shared machine): a large call can
+    # take seconds, so the demo is patient; the API's short budgets are for serving, not for a local batch.
     os.environ.setdefault("NBC_AWS_READ_TIMEOUT", "60")
     # The handlers' JSON logs and CloudWatch metric lines would drown the tables (no CloudWatch here anyway).
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
