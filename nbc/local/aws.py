@@ -68,8 +68,8 @@ class _MotoProcess:
     """moto's server in a child process: its work runs on another core than the caller's (same GIL otherwise)."""
 
     def __init__(self, port: int) -> None:
-        code = "import sys; from nbc.local.aws import serve_forever; serve_forever(int(sys.argv[1]))"
-        argv = [sys.executable, "-c", code, str(port)]  # this interpreter, fixed code, a port number
+        code = "import sys; from nbc.local.aws import serve_forever; serve_forever(int(sys.argv[1]), int(sys.argv[2]))"
+        argv = [sys.executable, "-c", code, str(port), str(os.getpid())]  # this interpreter, fixed code, numbers
         self._proc = subprocess.Popen(argv, cwd=Path(__file__).parents[2])  # noqa: S603
         self._port = port
 
@@ -95,15 +95,17 @@ class _MotoProcess:
             self._proc.wait()
 
 
-def serve_forever(port: int) -> None:
-    """The child process of `local_aws(separate_process=True)`: moto (with this module's repairs) until stopped."""
+def serve_forever(port: int, parent: int) -> None:
+    """The child process of `local_aws(separate_process=True)`: moto (with this module's repairs) until stopped,
+    or until its parent is gone (killed without a chance to stop it)."""
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())  # Ctrl-C in the parent's terminal: the parent stops us
-    stop.wait()
+    while not stop.wait(1.0) and os.getppid() == parent:
+        pass
     server.stop()
 
 
