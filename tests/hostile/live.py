@@ -94,7 +94,8 @@ def live_server(model_store: str | None = None, startup_timeout: float = 90.0) -
     log_path = work / "serve.log"
     with log_path.open("wb") as out:
         proc = subprocess.Popen(
-            [*nbc_command(), "serve", "--host", "127.0.0.1", "--port", str(port)],
+            # --no-persist: every run starts from an empty table (never the fuzz data of a previous run)
+            [*nbc_command(), "serve", "--host", "127.0.0.1", "--port", str(port), "--no-persist"],
             cwd=work,
             env=env,
             stdout=out,
