@@ -175,8 +175,9 @@ def _reasons(
     history: Aggregate,
     profile: Profile,
 ) -> list[list[Reason]]:
-    """Contrastive reasons of every pick: channel vs the runner-up channel, hour vs the best other hour,
-    message vs the best other message; all cells explained in one call (path attributions)."""
+    """Contrastive reasons: the first pick's channel vs the runner-up channel, hour vs the best other hour,
+    message vs the best other message; every other pick's channel vs the best other channel. All cells are
+    explained in one call (path attributions)."""
     if not picks or scored.prediction is None or scored.sub_c is None or scored.sub_s is None:
         return [[] for _ in picks]
     assert scored.groups is not None
@@ -184,7 +185,10 @@ def _reasons(
     cust, ch, slot, msg = scored.groups
     local_hours = slot[:, SLOT_FEATURES.index("local_hour")]
     scores = np.where(grid.allowed, ev, -np.inf)
+    # The first choice explains its channel, hour and message; an alternative, its channel (what it is there
+    # for): each contrast is one more cell to explain, and the latency bar holds the decision to a few ms.
     contrasts = [contrast_cells(scores, local_hours, pick) for pick in picks]
+    contrasts = [cs if i == 0 else {"channel": cs["channel"]} for i, cs in enumerate(contrasts)]
     cells = list(dict.fromkeys([*picks, *(c for cs in contrasts for c in cs.values() if c is not None)]))
     sub_c, sub_s = scored.sub_c, scored.sub_s
     contrib = scored.prediction.explain([(0, int(sub_c[c]), int(sub_s[s]), m) for c, s, m in cells])[:, :-1]

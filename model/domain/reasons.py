@@ -122,7 +122,7 @@ def contrastive(kind: str, a: Option, b: Option, layout: FeatureLayout, agg: Agg
         if phrase is None:  # no history behind it: never cited
             continue
         reasons.append(
-            Reason(
+            Reason.model_construct(  # built from checked values: pydantic's validation would double the cost
                 kind=kind,
                 feature=name,
                 description=layout.describe(name),
@@ -137,7 +137,7 @@ def contrastive(kind: str, a: Option, b: Option, layout: FeatureLayout, agg: Agg
             break
     if not reasons:  # nothing in this group speaks for it: the totals alone
         reasons.append(
-            Reason(
+            Reason.model_construct(
                 kind=kind,
                 feature="expected_value",
                 description="the expected value of contacting (incremental conversion value minus cost)",
@@ -203,7 +203,8 @@ def _same(x: float, y: float) -> bool:
 
 
 def _finite(x: float) -> float | None:
-    return float(x) if np.isfinite(x) else None
+    x = float(x)
+    return x if math.isfinite(x) else None
 
 
 def _label(kind: str, o: Option, other: Option) -> str:
