@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from model.domain.catalogue import catalogue
+from model.domain.config_file import TimeWindow
 from model.domain.settings import get_settings
 
 # Ids: safe characters, never padded with whitespace (rejected, not stripped), and at least one character that is
@@ -155,33 +156,12 @@ class Touchpoint(BaseModel):
         return storable(value)
 
 
-class QuietHours(BaseModel):
+# The configuration's window (parsing, `contains`, `label`), with the API's descriptions.
+class QuietHours(TimeWindow):
     """A daily window in the customer's local time during which nobody is contacted (may wrap midnight)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     start: time = Field(description="Local wall-clock time HH:MM, without a timezone suffix.")
     end: time = Field(description="Local wall-clock time HH:MM, without a timezone suffix.")
-
-    @field_validator("start", "end")
-    @classmethod
-    def _naive(cls, value: time) -> time:
-        # Quiet hours are read in the profile's time zone: an offset ("21:00Z", "21:00+02:00") would be a second,
-        # contradicting zone, and aware and naive times cannot be compared. Refused, not silently dropped.
-        if value.tzinfo is not None:
-            raise ValueError("quiet hours are local times (HH:MM) in the profile's time zone: no 'Z' or offset")
-        return value
-
-    def contains(self, local: time) -> bool:
-        local = local.replace(tzinfo=None)
-        if self.start == self.end:
-            return False
-        if self.start < self.end:
-            return self.start <= local < self.end
-        return local >= self.start or local < self.end
-
-    def label(self) -> str:
-        return f"{self.start:%H:%M}-{self.end:%H:%M}"
 
 
 def default_quiet_hours() -> QuietHours:
