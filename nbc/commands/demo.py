@@ -162,11 +162,12 @@ def _recommendation_table(answers: list[dict[str, Any]]) -> Table:
     for ans in answers:
         recs = ans["recommendations"] or [{"channel": "none"}]
         first = recs[0]
-        reasons = "; ".join(r["description"] for r in first.get("reasons", [])[:2]) or "-"
+        why = [r.get("text") or r["description"] for r in first.get("reasons", [])[:2]]
+        reasons = "; ".join(why) or first.get("why") or "-"  # a "none" answer says why instead
         local = str(first.get("send_at_local") or "-")[:16].replace("T", " ")
         table.add_row(
             ans["customer_id"],
-            ans["policy"],
+            ans["policy"] + (" (cold start)" if ans.get("cold_start") else ""),
             first["channel"],
             local,
             str(first.get("message_id") or "-"),
@@ -327,7 +328,8 @@ def run(
     console.print(f"AUC {fmt(metrics.get('auc'))}, log loss {fmt(metrics.get('logloss'), '.4f')}", highlight=False)
     console.print(f"Promotion: {promoted}")
     console.print(_recommendation_table(answers))
-    console.print(f"HTML report: {result.store.path_of(result.version, 'report.html')}")
+    console.print(f"HTML report (data team): {result.store.path_of(result.version, 'report.html')}")
+    console.print(f"HTML report (marketers): {result.store.path_of(result.version, 'marketing.html')}")
     if state is not None:
         console.print(f"Local store: {saved:,} customers saved to {state} (`nbc serve` restores them)")
     console.print(f"Done in {elapsed:.0f} s.")
