@@ -3,8 +3,9 @@
 The cluster is the one at `--scheduler`, or a local one of `--workers` processes started for the command. The
 source is read partitioned by customer hash, the training set is built and kept per partition on the workers
 (training/dask_dataset.py), LightGBM trains with lightgbm.dask on those rows (training/train.py:
-`train_distributed`) and the evaluation combines per-partition sums (training/dask_evaluate.py). Only the
-booster and the report come back; publication is the pipeline's, as for the local engine.
+`train_distributed`, or `train_distributed_funnel` where the local engine trains the funnel) and the
+evaluation combines per-partition sums (training/dask_evaluate.py). Only the booster and the report come back;
+publication is the pipeline's, as for the local engine.
 """
 
 from __future__ import annotations
@@ -71,9 +72,13 @@ def run_stages(
 
         t0 = time.perf_counter()
         tick("train", 0, 1)
-        result = train.train_distributed(
-            dset, client, rounds=opts.rounds, early_stopping=opts.early_stopping, params=opts.params
+        # the local engine's choice (pipeline.py): the funnel for the conversion objective unless --no-funnel
+        fit = (
+            train.train_distributed_funnel
+            if opts.funnel and dset.objective == "conversion"
+            else train.train_distributed
         )
+        result = fit(dset, client, rounds=opts.rounds, early_stopping=opts.early_stopping, params=opts.params)
         tick("train", 1, 1)
         timings["train"] = time.perf_counter() - t0
 

@@ -112,6 +112,11 @@ def _fit(
 # Attributed counts in TrainingSet.meta, in funnel order. An open stage first, ("opens", "clicks"), was
 # slower and not better on the simulator (bench/RESULTS.md).
 FUNNEL_STAGES: tuple[str, ...] = ("clicks",)
+# The single model distilled from the stages, fitted on their product (soft labels), on either engine.
+STUDENT_PARAMS: dict[str, Any] = {"objective": "cross_entropy", "metric": "cross_entropy", "learning_rate": 0.1}
+FUNNEL_MODEL = "funnel: P(click) x P(conversion | click)"
+WINDOW_NO_FUNNEL = " (incremental: window outcomes with no-contact rows, no funnel)"
+NO_CLICKS = "direct (the training sends have no clicks, so no funnel)"
 
 
 def funnel_labels(ts: TrainingSet, stages: tuple[str, ...] = FUNNEL_STAGES) -> list[np.ndarray]:
@@ -157,11 +162,11 @@ def train_funnel(
     if ts.labels == "window":
         # Window outcomes count conversions whatever caused them; a click stage would credit the contact.
         result = train_local(ts, rounds=rounds, early_stopping=early_stopping, threads=threads, params=params)
-        result.model += " (incremental: window outcomes with no-contact rows, no funnel)"
+        result.model += WINDOW_NO_FUNNEL
         return result
     if not has_clicks(ts, stages):
         result = train_local(ts, rounds=rounds, early_stopping=early_stopping, threads=threads, params=params)
-        result.model = "direct (the training sends have no clicks, so no funnel)"
+        result.model = NO_CLICKS
         return result
     p = _params(ts, params, threads)
     train, valid = ts.split == "train", ts.split == "valid"
@@ -175,17 +180,10 @@ def train_funnel(
         stage = _fit(ts, p, label, train & given, valid & given, rounds, early_stopping)
         soft[fit_rows] *= predict(stage, rows)
         given &= label > 0
-    student_params = {**p, "objective": "cross_entropy", "metric": "cross_entropy", "learning_rate": 0.1}
+    student_params = {**p, **STUDENT_PARAMS}
     booster = _fit(ts, student_params, soft, train, valid, rounds, early_stopping)
     seconds = time.perf_counter() - start
-    return TrainResult(
-        booster,
-        "local-funnel",
-        seconds,
-        booster.current_iteration(),
-        student_params,
-        "funnel: P(click) x P(conversion | click)",
-    )
+    return TrainResult(booster, "local-funnel", seconds, booster.current_iteration(), student_params, FUNNEL_MODEL)
 
 
 def train_dask(
@@ -248,9 +246,12 @@ def fit_dask(
         fit_kwargs["eval_X"] = (valid[0],)
         fit_kwargs["eval_y"] = (valid[1],)
         kwargs["early_stopping_round"] = early_stopping
-    est_cls = lgb.DaskLGBMRegressor if objective == "value" else lgb.DaskLGBMClassifier
+    # binary: the classifier; tweedie, and cross_entropy on soft labels (the funnel's student): a regressor
+    # keeping its objective (its booster still predicts probabilities)
+    classifier = p.get("objective") == "binary"
+    est_cls = lgb.DaskLGBMClassifier if classifier else lgb.DaskLGBMRegressor
     model_params = {k: v for k, v in p.items() if k not in ("num_threads", "metric")}
-    if objective != "value":
+    if classifier:
         model_params.pop("objective", None)
     est = est_cls(client=client, n_estimators=rounds, **model_params, **kwargs)
     start = time.perf_counter()
@@ -263,19 +264,28 @@ def fit_dask(
     return TrainResult(booster=booster, engine="dask", seconds=seconds, best_iteration=best, params=p)
 
 
-def _rows(ts: TrainingSet | None, split: str, width: int) -> tuple[np.ndarray, np.ndarray]:
+# A partition's own target instead of its `y`: (label per row, the rows it applies to), computed on the worker.
+Target = tuple[np.ndarray, np.ndarray] | None
+
+
+def _rows(ts: TrainingSet | None, split: str, width: int, target: Target = None) -> tuple[np.ndarray, np.ndarray]:
     if ts is None:
         return np.zeros((0, width), dtype=np.float32), np.zeros(0)
-    return ts.part(split)
+    if target is None:
+        return ts.part(split)
+    y, keep = target
+    rows = (ts.split == split) & keep
+    return ts.X[rows], y[rows]
 
 
-def validation_loss(ts: TrainingSet | None, booster: lgb.Booster) -> np.ndarray:
-    """Summed validation loss of one partition's rows after each boosting round (log loss; Tweedie deviance
-    for the value objective): the driver adds the partitions' curves and early-stops on the sum."""
+def validation_loss(ts: TrainingSet | None, booster: lgb.Booster, target: Target = None) -> np.ndarray:
+    """Summed validation loss of one partition's rows after each boosting round (log loss, also the
+    cross-entropy of soft labels; Tweedie deviance for the value objective): the driver adds the partitions'
+    curves and early-stops on the sum."""
     rounds = booster.current_iteration()
     if ts is None:
         return np.zeros(rounds)
-    x, y = ts.part("valid")
+    x, y = _rows(ts, "valid", ts.X.shape[1], target)
     raw = np.zeros(len(y))
     out = np.zeros(rounds)
     if len(y) == 0:
@@ -289,6 +299,68 @@ def validation_loss(ts: TrainingSet | None, booster: lgb.Booster) -> np.ndarray:
             p = np.clip(1.0 / (1.0 + np.exp(-raw)), 1e-12, 1 - 1e-12)
             out[i] = float(-np.sum(y * np.log(p) + (1 - y) * np.log(1 - p)))
     return out
+
+
+def _fit_parts(
+    dset: Any,
+    client: Any,
+    targets: list[Any] | None,
+    rounds: int,
+    early_stopping: int,
+    params: dict[str, Any] | None,
+) -> TrainResult:
+    """lightgbm.dask on every partition's train rows (`targets`: per part, a Delayed `Target`, else the
+    partition's own labels), the booster cut at the round of lowest summed validation loss."""
+    from training.dask_cluster import compute, delayed, stacked
+
+    width = len(dset.names)
+    parts = list(dset.parts)
+    per_part: list[Any] = targets if targets is not None else [None] * len(parts)
+    if targets is None:
+        train_rows = [r["train"] for r in dset.rows]
+        valid_rows = dset.count("valid")
+    else:  # a later funnel stage keeps only the rows that reached the previous ones
+        counted = compute(*[delayed(_counts)(p, t) for p, t in zip(parts, per_part, strict=True)])
+        train_rows, valid_rows = [c[0] for c in counted], sum(c[1] for c in counted)
+    blocks = [
+        (delayed(_rows, nout=2)(part, "train", width, target), n)
+        for part, target, n in zip(parts, per_part, train_rows, strict=True)
+        if n
+    ]
+    if not blocks:
+        raise ValueError("the training part is empty: more history is needed")
+    result = fit_dask(
+        client,
+        stacked(blocks, width),
+        None,
+        dset.names,
+        list(dset.layout.categorical),
+        dset.objective,
+        rounds,
+        early_stopping,
+        params,
+    )
+    if valid_rows == 0:
+        return result
+    booster = client.scatter(result.booster, broadcast=True)
+    curves = compute(*[delayed(validation_loss)(p, booster, t) for p, t in zip(parts, per_part, strict=True)])
+    loss = np.sum(curves, axis=0)
+    best = 0
+    for i in range(1, len(loss)):
+        if i - best > early_stopping:
+            break
+        if loss[i] < loss[best]:
+            best = i
+    result.best_iteration = best + 1
+    result.booster = lgb.Booster(model_str=result.booster.model_to_string(num_iteration=best + 1))
+    return result
+
+
+def _counts(ts: TrainingSet | None, target: Target) -> tuple[int, int]:
+    if ts is None or target is None:
+        return 0, 0
+    keep = target[1]
+    return int((keep & (ts.split == "train")).sum()), int((keep & (ts.split == "valid")).sum())
 
 
 def train_distributed(
@@ -306,41 +378,77 @@ def train_distributed(
     break its network (connection reset). So the rounds are trained in full, every partition returns its
     validation loss after each round, and the booster is cut at the round where the summed loss is lowest
     (when no better round followed within `early_stopping` rounds, as LightGBM's callback would stop)."""
-    from training.dask_cluster import compute, delayed, stacked
+    result = _fit_parts(dset, client, None, rounds, early_stopping, params)
+    if dset.count("valid"):
+        result.model = f"direct, early-stopped at round {result.best_iteration} on the summed validation loss"
+    return result
 
-    width = len(dset.names)
-    blocks = [
-        (delayed(_rows, nout=2)(part, "train", width), rows["train"])
-        for part, rows in zip(dset.parts, dset.rows, strict=True)
-        if rows["train"]
-    ]
-    if not blocks:
-        raise ValueError("the training part is empty: more history is needed")
-    result = fit_dask(
-        client,
-        stacked(blocks, width),
-        None,
-        dset.names,
-        list(dset.layout.categorical),
-        dset.objective,
-        rounds,
-        early_stopping,
-        params,
-    )
-    if dset.count("valid") == 0:
+
+def _stage_target(ts: TrainingSet | None, stage: int, stages: tuple[str, ...]) -> Target:
+    """Funnel stage `stage`'s label (`funnel_labels`) and its rows: those that reached the stages before."""
+    if ts is None:
+        return None
+    labels = funnel_labels(ts, stages)
+    given = np.ones(len(ts.y), dtype=bool)
+    for label in labels[:stage]:
+        given &= label > 0
+    return labels[stage], given
+
+
+def _soft_target(ts: TrainingSet | None, boosters: list[lgb.Booster]) -> Target:
+    """The student's soft labels: the product of the stage models' predictions on the train + valid rows."""
+    if ts is None:
+        return None
+    fit = (ts.split == "train") | (ts.split == "valid")
+    soft = np.zeros(len(ts.y))
+    soft[fit] = 1.0
+    for booster in boosters:
+        soft[fit] *= np.asarray(booster.predict(ts.X[fit], num_threads=1))
+    return soft, fit
+
+
+def _has_clicks(ts: TrainingSet | None, stages: tuple[str, ...]) -> bool:
+    return ts is not None and has_clicks(ts, stages)
+
+
+def train_distributed_funnel(
+    dset: Any,
+    client: Any,
+    *,
+    rounds: int = 1000,
+    early_stopping: int = 50,
+    params: dict[str, Any] | None = None,
+    stages: tuple[str, ...] = FUNNEL_STAGES,
+) -> TrainResult:
+    """`train_funnel` on a training set built on the cluster: each stage, then the student, is fitted with
+    lightgbm.dask on the partitions' rows and cut like `train_distributed`; the stage labels and the soft labels
+    are computed per partition on the workers. Window labels and data without clicks give the direct model."""
+    from training.dask_cluster import compute, delayed
+
+    if dset.objective != "conversion":
+        raise ValueError("the funnel model applies to the conversion objective only")
+    if dset.labels == "window":
+        result = train_distributed(dset, client, rounds=rounds, early_stopping=early_stopping, params=params)
+        result.model += WINDOW_NO_FUNNEL
         return result
-    booster = client.scatter(result.booster, broadcast=True)
-    curves = compute(*[delayed(validation_loss)(part, booster) for part in dset.parts])
-    loss = np.sum(curves, axis=0)
-    best = 0
-    for i in range(1, len(loss)):
-        if i - best > early_stopping:
-            break
-        if loss[i] < loss[best]:
-            best = i
-    result.best_iteration = best + 1
-    result.booster = lgb.Booster(model_str=result.booster.model_to_string(num_iteration=best + 1))
-    result.model = f"direct, early-stopped at round {best + 1} on the summed validation loss"
+    if not any(compute(*[delayed(_has_clicks)(part, stages) for part in dset.parts])):
+        result = train_distributed(dset, client, rounds=rounds, early_stopping=early_stopping, params=params)
+        result.model = NO_CLICKS
+        return result
+    start = time.perf_counter()
+    boosters: list[lgb.Booster] = []
+    for stage in range(len(stages) + 1):
+        targets = [delayed(_stage_target)(part, stage, stages) for part in dset.parts]
+        boosters.append(_fit_parts(dset, client, targets, rounds, early_stopping, params).booster)
+    shared = client.scatter([boosters], broadcast=True)[0]  # one object: the list of stage boosters
+    soft = client.persist([delayed(_soft_target)(part, shared) for part in dset.parts])
+    student = {**(params or {}), **STUDENT_PARAMS}
+    result = _fit_parts(dset, client, soft, rounds, early_stopping, student)
+    result.engine = "dask-funnel"
+    result.seconds = time.perf_counter() - start
+    result.model = (
+        f"{FUNNEL_MODEL}, student early-stopped at round {result.best_iteration} on the summed validation loss"
+    )
     return result
 
 
