@@ -2,6 +2,7 @@
 
     python bench/dataset_scale.py --source DIR [--workers 2] [--partitions 8] [--engines local,dask]
     python bench/dataset_scale.py --customers 5000 --days 60   # simulate the source first (into a temp folder)
+    python bench/dataset_scale.py --source DIR --replicate 37    # 37 renamed clones of DIR (>= 10M touchpoints)
 
 Each engine runs in a fresh process. The local engine reports its own peak resident memory (VmHWM); the Dask
 engine starts a local cluster of `--workers` processes (one thread each) and every worker reports its peak
@@ -71,6 +72,35 @@ def run_dask(source: str, workers: int, partitions: int) -> dict[str, Any]:
     }
 
 
+def replicate(source: Path, copies: int, out: Path) -> Path:
+    """A scaled-up source: `copies` clones of a simulated one, each clone's customers, events and decisions renamed
+    (suffix -r<k>), written clone by clone (one Parquet row group each, so memory stays one clone's worth). The
+    clones behave alike, which is fine for throughput and memory, not for model quality."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    out.mkdir(parents=True, exist_ok=True)
+    for stem, ids in (
+        ("touchpoints", ("event_id", "customer_id", "decision_id")),
+        ("profiles", ("customer_id",)),
+        ("decisions", ("decision_id", "customer_id")),
+    ):
+        path = source / f"{stem}.parquet"
+        if not path.is_file():
+            continue
+        table = pq.read_table(path)
+        with pq.ParquetWriter(out / f"{stem}.parquet", table.schema) as writer:
+            for k in range(copies):
+                clone = table
+                for name in ids:
+                    col = clone.column(name)
+                    renamed = pc.binary_join_element_wise(col, pa.scalar(f"-r{k}"), "")
+                    clone = clone.set_column(clone.schema.get_field_index(name), name, renamed)
+                writer.write_table(clone)
+    return out
+
+
 def child(args: argparse.Namespace) -> None:
     local = args.engine == "local"
     out = run_local(args.source) if local else run_dask(args.source, args.workers, args.partitions)
@@ -85,6 +115,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--partitions", type=int, default=0, help="default: 4 per worker")
     parser.add_argument("--engines", default="local,dask")
+    parser.add_argument("--replicate", type=int, default=1, help="scale the source up: this many renamed clones")
     parser.add_argument("--engine", help=argparse.SUPPRESS)  # the child process's engine
     args = parser.parse_args()
     args.partitions = args.partitions or 4 * args.workers
@@ -97,6 +128,8 @@ def main() -> None:
             from training.simulate import SimConfig, simulate, write
 
             source = str(write(simulate(SimConfig(customers=args.customers, days=args.days)), Path(tmp) / "sim"))
+        if args.replicate > 1:
+            source = str(replicate(Path(source), args.replicate, Path(tmp) / "scaled"))
         results = []
         for engine in args.engines.split(","):
             cmd = [
