@@ -16,15 +16,17 @@ Reports = tuple[dict[str, Any], dict[str, Any]]  # (dask, local) report.json
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> Reports:
-    sim = write(simulate(SimConfig(customers=300, days=30, seed=5)), tmp_path_factory.mktemp("sim"))
-    store = tmp_path_factory.mktemp("store")
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write(simulate(SimConfig(customers=300, days=30, seed=5)), tmp_path_factory.mktemp("sim"))
+
+
+def _both_engines(sim: Path, store: Path, funnel: bool) -> Reports:
     reports = []
     for engine in ("dask", "local"):
         opts = pipeline.Options(
             engine=engine,
             workers=2,  # no scheduler: a local cluster starts and stops with the run
-            funnel=False,  # the Dask engine trains the direct model: compare like with like
+            funnel=funnel,  # the same model kind on both engines: compare like with like
             simulated_truth=str(sim / "truth.json"),
             max_contexts=300,
             version=engine,
@@ -33,6 +35,19 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Reports:
         pipeline.run(str(sim), str(store), opts)
         reports.append(json.loads(ModelStore.from_uri(str(store)).read(engine, "report.json")))
     return reports[0], reports[1]
+
+
+@pytest.fixture(scope="module")
+def runs(sim: Path, tmp_path_factory: pytest.TempPathFactory) -> Reports:
+    return _both_engines(sim, tmp_path_factory.mktemp("store"), funnel=False)
+
+
+@pytest.fixture(scope="module")
+def funnel_runs(tmp_path_factory: pytest.TempPathFactory) -> Reports:
+    # 300 customers leave the funnel (and the direct model) below a random policy: too few clicks to learn from.
+    # At 1,000 customers x 40 days the local funnel reaches 20% of the oracle's value, the direct model 18%.
+    sim = write(simulate(SimConfig(customers=1000, days=40, seed=5)), tmp_path_factory.mktemp("sim"))
+    return _both_engines(sim, tmp_path_factory.mktemp("store"), funnel=True)
 
 
 def test_report_records_dask_for_every_stage(runs: Reports) -> None:
@@ -64,6 +79,22 @@ def test_dask_engine_gives_the_local_rows_and_a_close_policy_value(runs: Reports
     lo, hi = pol_d["model"]["estimates"][lead]["ci"]
     assert lo <= pol_d["model"]["value"] <= hi
     assert dask_rep["metrics"]["n_eval"] == local_rep["metrics"]["n_eval"]
+
+
+def test_dask_engine_trains_the_funnel_where_the_local_engine_does(funnel_runs: Reports) -> None:
+    dask_rep, local_rep = funnel_runs
+    assert local_rep["training"]["model"].startswith("funnel: ")
+    assert dask_rep["training"]["model"].startswith("funnel: ")
+    assert "student early-stopped at round" in dask_rep["training"]["model"]
+    assert dask_rep["training"]["engine"] == "dask-funnel"
+    assert dask_rep["engine"]["train"] == "dask"
+    pol_d, pol_l = dask_rep["policies"], local_rep["policies"]
+    assert pol_d["oracle"]["true_value"] == pytest.approx(pol_l["oracle"]["true_value"], rel=1e-9)
+    # the same funnel fitted by lightgbm.dask (every stage cut on the summed validation loss): measured 18.3% vs
+    # 20.0% of the oracle here, while the Dask direct model reaches 12.9%; 5 points leave room for two fits
+    share_d, share_l = pol_d["model"]["share_of_oracle"], pol_l["model"]["share_of_oracle"]
+    assert abs(share_d - share_l) < 0.05
+    assert share_d > 2 * pol_d["random"]["share_of_oracle"]
 
 
 def test_cli_refuses_an_unknown_engine(tmp_path: Path) -> None:
