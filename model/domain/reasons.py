@@ -108,6 +108,8 @@ def contrastive(kind: str, a: Option, b: Option, layout: FeatureLayout, agg: Agg
     values differ and whose contributions favour `a`, strongest first, each in words with the numbers."""
     start = len(layout.customer) + {"channel": 0, "hour": len(CHANNEL_FEATURES), "message": _MESSAGE_AT}[kind]
     head = _headline(kind, a, b)
+    if _tie(a, b):  # equal to the shown precision: feature credits would explain noise
+        return [_totals(kind, a, b, head)]
     reasons = []
     diffs = []
     for j, name in enumerate(GROUPS[kind], start):
@@ -127,7 +129,7 @@ def contrastive(kind: str, a: Option, b: Option, layout: FeatureLayout, agg: Agg
                 feature=name,
                 description=layout.describe(name),
                 contribution=diff,
-                text=f"{head}: {phrase}",
+                text=f"{head}: {phrase}" if not reasons else phrase,  # the comparison is said once per kind
                 value=_finite(a.values[j]),
                 versus=_label(kind, b, a),
                 versus_value=_finite(b.values[j]),
@@ -136,19 +138,29 @@ def contrastive(kind: str, a: Option, b: Option, layout: FeatureLayout, agg: Agg
         if len(reasons) == PER_KIND[kind]:
             break
     if not reasons:  # nothing in this group speaks for it: the totals alone
-        reasons.append(
-            Reason.model_construct(
-                kind=kind,
-                feature="expected_value",
-                description="the expected value of contacting (incremental conversion value minus cost)",
-                contribution=float(a.contrib.sum() - b.contrib.sum()),
-                text=head,
-                value=a.ev,
-                versus=_label(kind, b, a),
-                versus_value=b.ev,
-            )
-        )
+        reasons.append(_totals(kind, a, b, head))
     return reasons
+
+
+def _tie(a: Option, b: Option) -> bool:
+    return pct(a.p) == pct(b.p) and money(a.ev) == money(b.ev)
+
+
+def _totals(kind: str, a: Option, b: Option, head: str) -> Reason:
+    """The comparison of the two options' totals, without feature credits (a tie says so)."""
+    if _tie(a, b):
+        la, lb = _label(kind, a, b), _label(kind, b, a)
+        head = f"{la} and {lb} are as good for this customer (conversion {pct(a.p)}, expected value {money(a.ev)})"
+    return Reason.model_construct(
+        kind=kind,
+        feature="expected_value",
+        description="the expected value of contacting (incremental conversion value minus cost)",
+        contribution=float(a.contrib.sum() - b.contrib.sum()),
+        text=head,
+        value=a.ev,
+        versus=_label(kind, b, a),
+        versus_value=b.ev,
+    )
 
 
 def only_channel(a: Option, closed: Sequence[str]) -> Reason:

@@ -114,8 +114,10 @@ def test_the_channel_reason_names_the_runner_up_with_the_customers_numbers(compi
     channel = [r for r in first.reasons if r.kind == "channel"]
     assert channel
     assert all(r.versus == "email" for r in channel)
-    assert all(r.text.startswith("push over email (conversion ") for r in channel)
-    assert all(f"expected value {first.expected_value:,.2f} vs {second.expected_value:,.2f}" in r.text for r in channel)
+    # The comparison is said once, by the first reason of the kind; the next ones add their evidence only.
+    assert channel[0].text.startswith("push over email (conversion ")
+    assert f"expected value {first.expected_value:,.2f} vs {second.expected_value:,.2f}" in channel[0].text
+    assert not any("push over email" in r.text for r in channel[1:])
     conv = next(r for r in channel if r.feature == "ch_conversion_rate")
     assert "4 push conversions in 10 sends vs 0 in 10 on email" in conv.text
     assert conv.contribution > 0
@@ -257,7 +259,8 @@ def test_a_credit_against_the_obvious_direction_is_not_cited() -> None:
         values, contrib = np.zeros(len(lay.names)), np.zeros(len(lay.names))
         values[lift], values[local], contrib[lift] = lift_value, hour, lift_credit
         ts = datetime(2026, 11, 24, hour, tzinfo=UTC).timestamp()
-        return Option("push", 2, ts, ZoneInfo("UTC"), "msg-a", 0.3, 2.0, values, contrib)
+        p = 0.3 + lift_credit / 10  # the credited option scores higher
+        return Option("push", 2, ts, ZoneInfo("UTC"), "msg-a", p, 10 * p, values, contrib)
 
     # The tree credits the lower response lift (0.3x vs 1.5x): true to the model, misleading in words.
     reasons = contrastive("hour", option(10, 0.3, 0.5), option(9, 1.5, -0.5), lay, agg)
@@ -265,3 +268,26 @@ def test_a_credit_against_the_obvious_direction_is_not_cited() -> None:
     reasons = contrastive("hour", option(10, 1.5, 0.5), option(9, 0.3, -0.5), lay, agg)
     assert reasons[0].feature == "hour_response_lift"
     assert "1.5x their usual rate to sends around 10:00 vs 0.3x around 09:00" in reasons[0].text
+
+
+def test_a_tie_to_the_shown_precision_is_said_plainly_without_feature_credits() -> None:
+    from zoneinfo import ZoneInfo
+
+    from model.domain.reasons import Option, contrastive
+    from tests.scoring_helpers import layout
+
+    lay = layout()
+    lift = lay.names.index("hour_response_lift")
+
+    def option(hour: int, p: float) -> Option:
+        values, contrib = np.zeros(len(lay.names)), np.zeros(len(lay.names))
+        values[lift], contrib[lift] = hour / 10, hour / 100  # a credit that would otherwise be cited
+        ts = datetime(2026, 11, 24, hour, tzinfo=UTC).timestamp()
+        return Option("push", 2, ts, ZoneInfo("UTC"), None, p, 50 * p, values, contrib)
+
+    (reason,) = contrastive("hour", option(12, 0.2031), option(8, 0.20308), lay, converts_on("push", "email"))
+    assert reason.feature == "expected_value"
+    assert reason.text == "12:00 and 08:00 are as good for this customer (conversion 20.3%, expected value 10.15)"
+    assert contrastive("hour", option(12, 0.25), option(8, 0.20), lay, converts_on("push", "email"))[0].text.startswith(
+        "12:00 local over 08:00 (conversion 25.0% vs 20.0%"
+    )
