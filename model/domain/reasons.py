@@ -110,7 +110,7 @@ def contrastive(kind: str, a: Option, b: Option, layout: FeatureLayout, agg: Agg
     head = _headline(kind, a, b)
     if _tie(a, b):  # equal to the shown precision: feature credits would explain noise
         return [_totals(kind, a, b, head)]
-    reasons = []
+    reasons: list[Reason] = []
     diffs = []
     for j, name in enumerate(GROUPS[kind], start):
         va, vb = float(a.values[j]), float(b.values[j])
