@@ -522,8 +522,9 @@ def test_the_template_hands_the_pseudonym_key_parameter_to_the_functions_that_lo
     template = (ROOT / "template.yaml").read_text(encoding="utf-8")
     assert 'NBC_PSEUDONYM_KEY_PARAMETER: !Sub "/${PseudonymKeyParameter}"' in template
     assert "  PseudonymKeyParameter:\n    Type: String" in template
-    assert template.count("Sid: ReadPseudonymKey") == 3  # ingest, aggregator, scoring: each may read that one key
-    assert template.count("parameter/${PseudonymKeyParameter}") == 3
+    # ingest, aggregator, scoring, audience scoring: each may read that one key
+    assert template.count("Sid: ReadPseudonymKey") == 4
+    assert template.count("parameter/${PseudonymKeyParameter}") == 4
 
 
 def test_a_profile_stored_before_the_stricter_rules_still_serves(local_endpoint: str, app: FastAPI) -> None:
