@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -50,6 +51,23 @@ def read_audience(uri: str, column: str) -> list[Any]:
         raise ValueError(f"audience {uri} has no column {column!r} (columns: {', '.join(table.column_names)})")
     ids: list[Any] = table.column(column).to_pylist()
     return ids
+
+
+def _embedded(go: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """`go` against the embedded local AWS holding the local store (`nbc serve`'s table, e.g. the demo's
+    customers); the decisions it logs are saved back to the store, as `nbc serve` saves at stop."""
+    from nbc.local import snapshot
+    from nbc.local.aws import local_aws
+
+    with local_aws():
+        path = snapshot.default_path()
+        if path is None or not path.exists():
+            console.print(f"no local store at {path}: every customer is unknown (run `make demo` or `nbc serve`)")
+            return go()
+        console.print(f"{snapshot.load(path):,} customers restored from {path}")
+        summary = go()
+        console.print(f"{snapshot.save(path):,} customers saved to {path} (with the decisions just logged)")
+        return summary
 
 
 @app.command()
@@ -102,13 +120,7 @@ def score(
             return aud.run(planned, out, options, model, chunk=chunk, progress=Bar())
 
     try:
-        if embedded:
-            from nbc.local.aws import local_aws
-
-            with local_aws():
-                summary = go()
-        else:
-            summary = go()
+        summary = _embedded(go) if embedded else go()
     except (ValueError, StoreError, OSError) as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
