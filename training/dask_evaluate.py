@@ -134,20 +134,8 @@ class _PartitionDecisions(local_eval.LoggedDecisions):
     """The logged side of one partition's estimates, with nuisance values computed from global models."""
 
     def __init__(self, ctx: Contexts, q: np.ndarray, q_none: np.ndarray, p_channel: np.ndarray) -> None:
-        d = len(ctx)
-        self.rows = np.arange(d)
-        self.c, self.s, self.m = ctx.logged_channel, ctx.logged_slot, ctx.logged_message
-        self.in_grid = (self.c >= 0) & (self.s >= 0) & (self.m >= 0)
-        self.cs, self.ss, self.ms = (np.maximum(a, 0) for a in (self.c, self.s, self.m))
-        self.reward = ctx.reward
-        self.pscore = ctx.propensity
-        self.q, self.q_none = q, q_none
-        self.logged_none = self.c < 0
-        self.q_logged = np.where(
-            self.in_grid, q[self.rows, self.cs, self.ss, self.ms], np.where(self.logged_none, self.q_none, 0.0)
-        )
-        embed = np.where(self.logged_none, q.shape[1], self.cs)
-        self.p_embed = p_channel[self.rows, embed]
+        self._logged(ctx)
+        self._nuisance_values(q, q_none, p_channel)
 
 
 def _nuisance_q(

@@ -245,12 +245,7 @@ class LoggedDecisions:
 
     def __init__(self, ts: TrainingSet, ctx: Contexts) -> None:
         d = len(ctx)
-        self.rows = np.arange(d)
-        self.c, self.s, self.m = ctx.logged_channel, ctx.logged_slot, ctx.logged_message
-        self.in_grid = (self.c >= 0) & (self.s >= 0) & (self.m >= 0)
-        self.cs, self.ss, self.ms = (np.maximum(a, 0) for a in (self.c, self.s, self.m))
-        self.reward = ctx.reward
-        self.pscore = ctx.propensity
+        self._logged(ctx)
         self.propensities = (
             "logged" if np.isfinite(self.pscore).all() else "none" if not np.isfinite(self.pscore).any() else "partial"
         )
@@ -268,16 +263,29 @@ class LoggedDecisions:
         self.nuisance = reward_model.fit(ts, ctx, score_subset, costs, score_none if ts.no_contact else None)
         q = self.nuisance.q
         q[:, codes] = -costs[codes][None, :, None, None]  # never-tried channels: no conversion credited
-        self.q = q
         # "Don't contact": its outcome (organic conversions) is learned when the log has such decisions, else 0.
-        self.q_none = self.nuisance.q_none if self.nuisance.q_none is not None else np.zeros(d)
+        q_none = self.nuisance.q_none if self.nuisance.q_none is not None else np.zeros(d)
+        self._nuisance_values(q, q_none, self.nuisance.p_channel)
+
+    def _logged(self, ctx: Contexts) -> None:
+        """The logged actions (grid indices, -1 outside the grid or "don't contact"), rewards and propensities."""
+        self.rows = np.arange(len(ctx))
+        self.c, self.s, self.m = ctx.logged_channel, ctx.logged_slot, ctx.logged_message
+        self.in_grid = (self.c >= 0) & (self.s >= 0) & (self.m >= 0)
+        self.cs, self.ss, self.ms = (np.maximum(a, 0) for a in (self.c, self.s, self.m))
+        self.reward = ctx.reward
+        self.pscore = ctx.propensity
+
+    def _nuisance_values(self, q: np.ndarray, q_none: np.ndarray, p_channel: np.ndarray) -> None:
+        """The reward model's values (q per cell, q_none) and the logging channel model's probabilities, read at
+        each decision's logged action."""
+        self.q, self.q_none = q, q_none
         self.logged_none = self.c < 0
         self.q_logged = np.where(
             self.in_grid, q[self.rows, self.cs, self.ss, self.ms], np.where(self.logged_none, self.q_none, 0.0)
         )
-        n_ch = q.shape[1]
-        embed = np.where(self.logged_none, n_ch, self.cs)  # the logged action's channel, or "don't contact"
-        self.p_embed = self.nuisance.p_channel[self.rows, embed]
+        embed = np.where(self.logged_none, q.shape[1], self.cs)  # the logged action's channel, or "don't contact"
+        self.p_embed = p_channel[self.rows, embed]
 
     def pick(self, cells: np.ndarray) -> np.ndarray:
         """Each decision's value of a [D, C, S, M] array at its logged action (0 outside the grid)."""
