@@ -32,6 +32,10 @@ def test_demo_runs_the_main_job_end_to_end(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
     monkeypatch.setenv("NBC_MODEL_STORE", str(tmp_path / "nbc" / "models"))  # a .nbc-like folder of its own
     monkeypatch.setenv("NBC_TABLE_NAME", "nbc-demo")
+    # run() sets these only when unset (os.environ.setdefault): set here, monkeypatch removes them after the test,
+    # so the demo's patient read budget never leaks into later tests of this worker (the 2 s budget test).
+    monkeypatch.setenv("NBC_AWS_READ_TIMEOUT", "60")
+    monkeypatch.setenv("NBC_PSEUDONYM_KEY", "demo-test-key")
 
     out = run(customers=60, days=21, seed=3, workdir=tmp_path / "nbc" / "demo")
 
