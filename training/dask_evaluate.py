@@ -19,6 +19,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from model.domain.catalogue import catalogue
+from model.domain.manifest import Unsupported
+from model.domain.objective import cell_values, cost_scale
+from model.domain.settings import get_settings
 from training import evaluate as local_eval
 from training import ope
 from training.dask_cluster import compute, delayed, stacked
@@ -158,14 +161,14 @@ def _nuisance_q(
         q[idx] = pol.grid_scores(boosters[k], sub, ts.levels["message"], ts.layout)
         if ts.no_contact:
             q_none[idx] = pol.no_contact_scores(boosters[k], sub, ts.layout)
-    if ts.objective == "value":
-        q = q - costs[None, :, None, None]
-    else:
-        q = q * ctx.value_hat[:, None, None, None] - costs[None, :, None, None]
-        q_none = q_none * ctx.value_hat
+    # Absolute expected reward in the objective's units, as training/ope/reward_model.py values them.
+    settings = get_settings()
+    q = cell_values(q, 0.0, ts.objective, ctx.value_hat[:, None, None, None], costs[None, :, None, None], settings)
+    q_none = cell_values(q_none, 0.0, ts.objective, ctx.value_hat, 0.0, settings)
     if not ts.no_contact:
         q_none = np.zeros(len(ctx))
-    q[:, unsupported] = -costs[unsupported][None, :, None, None]  # never-tried channels: nothing credited
+    # Never-tried channels: nothing credited (the serving prior), the cost in the objective's units.
+    q[:, unsupported] = -costs[unsupported][None, :, None, None] * cost_scale(ts.objective, settings)
     return q, q_none
 
 
@@ -178,16 +181,18 @@ def _partition_values(
     prefs: tuple[np.ndarray, np.ndarray, np.ndarray],
     unsupported: list[int],
     truth: str | None,
+    gone: Unsupported | None = None,
 ) -> dict[str, Any] | None:
     """One partition's contribution: per policy and estimator, column sums of the terms per customer block,
-    weight diagnostics, and with a truth file the oracle's exact values summed."""
+    weight diagnostics, and with a truth file the oracle's exact values summed. `gone`: the channels and
+    messages without support in the whole training set (a partition alone would see fewer)."""
     if ts is None or ts.contexts is None or len(ts.contexts) == 0:
         return None
     ctx = ts.contexts
     oracle = _oracle(truth)
     true_ev = local_eval.oracle_values(oracle, ts, ctx) if oracle is not None else None
     ch_pref, hour_pref, msg_pref = prefs
-    dists = {"model": local_eval.model_policy(booster, ts), "random": pol.uniform(ctx.allowed)}
+    dists = {"model": local_eval.model_policy(booster, ts, gone=gone), "random": pol.uniform(ctx.allowed)}
     dists["global_best"] = pol.rule_policy(ctx, np.broadcast_to(ch_pref, ctx.consent.shape), hour_pref, msg_pref)
     tie = 1e-6 * ch_pref.argsort().argsort()
     dists["most_engaged"] = pol.rule_policy(ctx, ctx.engaged + tie, hour_pref, msg_pref)
@@ -313,6 +318,7 @@ def evaluate(
         "importance": local_eval.feature_importance(booster),
         "dataset": dset.stats,
         "objective": dset.objective,
+        "value_unit": local_eval.value_unit(dset.objective),
         "labels": dset.labels,
         "attribution_window_days": dset.window_days,
     }
@@ -373,6 +379,7 @@ def _policies(
                 prefs,
                 codes,
                 truth,
+                Unsupported(**unsupported),
             )
             for i, part in enumerate(dset.parts)
         ]

@@ -29,6 +29,7 @@ import pyarrow as pa
 from model.domain.aggregate import SENT
 from model.domain.catalogue import catalogue
 from model.domain.features import FeatureLayout
+from model.domain.objective import realised_value
 from model.domain.recommend_schemas import NONE_CHANNEL
 from model.domain.settings import get_settings
 from training.labels import OBJECTIVE_EVENT, attribute, window_outcomes
@@ -355,7 +356,10 @@ def assemble(
         "conv_value",
     )
     cost_of = np.append(costs, 0.0)  # the last code is "don't contact"
-    meta = meta.with_columns(pl.Series("reward", meta["conv_value"].to_numpy() - cost_of[meta["ch"].to_numpy()]))
+    # The reward in the objective's units (conversion value, or clicks / visits net of cost: model.domain.objective).
+    outcome, paid = sends[count_col].to_numpy(), cost_of[sends["ch"].to_numpy()]
+    reward = realised_value(outcome, sends["conv_value"].to_numpy(), objective, paid, settings)
+    meta = meta.with_columns(pl.Series("reward", reward))
     first, last = period
     return TrainingSet(
         layout=layout,
@@ -366,7 +370,7 @@ def assemble(
         y=y,
         meta=meta,
         split=part.astype(str),
-        contexts=builder.finish(costs) if len(builder.ids) else None,
+        contexts=builder.finish(costs, objective) if len(builder.ids) else None,
         period=(datetime.fromtimestamp(first, UTC), datetime.fromtimestamp(last, UTC)),
         stats={
             "touchpoints": float(tp.height),

@@ -19,6 +19,8 @@ import numpy as np
 from sklearn.metrics import log_loss, roc_auc_score
 
 from model.domain.catalogue import catalogue
+from model.domain.manifest import Unsupported
+from model.domain.objective import UNITS, cell_values, check_objective, cost_scale, supported_cells
 from model.domain.rules import message_costs
 from model.domain.settings import get_settings
 from training import marketing, ope
@@ -129,12 +131,32 @@ def _costs() -> np.ndarray:
     return np.array([settings.cost_of(n) for n in catalogue().names])
 
 
-def expected_value(scores: np.ndarray, ctx: Contexts, objective: str, costs: np.ndarray) -> np.ndarray:
-    """[D, C, S, M] expected net value of every cell, as `decide` ranks candidates."""
-    if objective == "value":
-        return np.asarray(scores - costs[None, :, None, None])
-    # P(outcome) x the customer's order value so far (default when none) - channel cost
-    return np.asarray(scores * ctx.value_hat[:, None, None, None] - costs[None, :, None, None])
+def expected_value(
+    scores: np.ndarray,
+    none_scores: np.ndarray | float,
+    ctx: Contexts,
+    objective: str,
+    costs: np.ndarray,
+    supported: np.ndarray | None = None,
+) -> np.ndarray:
+    """[D, C, S, M] incremental expected value of every cell in the objective's units, as `decide` ranks
+    candidates: the one definition of model.domain.objective. `scores` the predictions per cell, `none_scores`
+    [D] the "don't contact" predictions (0 without), `costs` [C, M] channel + message cost, `supported` [C, M]."""
+    none = np.asarray(none_scores, dtype=np.float64)
+    return cell_values(
+        scores,
+        none[:, None, None, None] if none.ndim else none,
+        objective,
+        ctx.value_hat[:, None, None, None],
+        costs[None, :, None, :],
+        get_settings(),
+        None if supported is None else supported[None, :, None, :],
+    )
+
+
+def value_unit(objective: str) -> str:
+    """The unit of the policy values in the report (e.g. visits per decision for the visit objective)."""
+    return UNITS[check_objective(objective)]
 
 
 def oracle_values(oracle: Oracle, ts: TrainingSet, ctx: Contexts) -> np.ndarray:
@@ -186,28 +208,43 @@ def unsupported(ts: TrainingSet) -> dict[str, list[str]]:
 
 
 def model_values(
-    booster: Any, ts: TrainingSet, encode_levels: list[str] | None = None, no_contact: bool | None = None
+    booster: Any,
+    ts: TrainingSet,
+    encode_levels: list[str] | None = None,
+    no_contact: bool | None = None,
+    gone: Unsupported | None = None,
 ) -> np.ndarray:
-    """[D, C, S, M] the expected value serving ranks the held-out decisions' candidates by with this booster."""
+    """[D, C, S, M] the expected value serving ranks the held-out decisions' candidates by with this booster.
+    `gone`: the booster's channels and messages without training support, as its manifest records them
+    (default: the training set's, what the manifest of a model trained on it records)."""
     ctx = ts.contexts
     assert ctx is not None
     scores = pol.grid_scores(booster, ctx, ts.levels["message"], ts.layout, encode_levels)
-    if ts.no_contact if no_contact is None else no_contact:
-        # Incremental: what contacting adds over P(outcome | x, don't contact), as decide ranks.
-        scores = scores - pol.no_contact_scores(booster, ctx, ts.layout)[:, None, None, None]
-    ev = expected_value(scores, ctx, ts.objective, _costs())
+    # Incremental: what contacting adds over P(outcome | x, don't contact), as decide ranks.
+    none = (
+        pol.no_contact_scores(booster, ctx, ts.layout) if (ts.no_contact if no_contact is None else no_contact) else 0.0
+    )
+    gone = gone if gone is not None else Unsupported(**unsupported(ts))
+    messages: list[str | None] = list(ts.levels["message"]) or [None]
+    supported = supported_cells(list(catalogue().names), messages, gone.channels, gone.messages)
     # The message's catalogue cost on top of the channel's, as serving's Grid.costs (none declared: 0).
-    return np.asarray(ev - message_costs(ts.levels["message"] or [None], get_settings())[None, None, None, :])
+    costs = _costs()[:, None] + message_costs(messages, get_settings())[None, :]
+    return expected_value(scores, none, ctx, ts.objective, costs, None if supported is None else supported[:, 0, :])
 
 
 def model_policy(
-    booster: Any, ts: TrainingSet, encode_levels: list[str] | None = None, no_contact: bool | None = None
+    booster: Any,
+    ts: TrainingSet,
+    encode_levels: list[str] | None = None,
+    no_contact: bool | None = None,
+    gone: Unsupported | None = None,
 ) -> pol.PolicyDist:
     """The policy serving would run with this booster on the held-out decisions: compiled scores, expected value
     as `decide` ranks candidates, epsilon-greedy with the configured exploration. `encode_levels`: the booster's
     own message levels when it is another version than the one the training set was built for (the gate);
-    `no_contact`: whether the booster scores "don't contact" (default: the training set's)."""
-    ev = model_values(booster, ts, encode_levels, no_contact)
+    `no_contact`: whether the booster scores "don't contact" (default: the training set's); `gone`: its
+    unsupported channels and messages (default: the training set's)."""
+    ev = model_values(booster, ts, encode_levels, no_contact, gone)
     assert ts.contexts is not None
     return pol.served(ev, ts.contexts.allowed, get_settings().exploration_rate)
 
@@ -262,7 +299,8 @@ class LoggedDecisions:
 
         self.nuisance = reward_model.fit(ts, ctx, score_subset, costs, score_none if ts.no_contact else None)
         q = self.nuisance.q
-        q[:, codes] = -costs[codes][None, :, None, None]  # never-tried channels: no conversion credited
+        # Never-tried channels: no outcome credited (the serving prior), the cost in the objective's units.
+        q[:, codes] = -costs[codes][None, :, None, None] * cost_scale(ts.objective, get_settings())
         # "Don't contact": its outcome (organic conversions) is learned when the log has such decisions, else 0.
         q_none = self.nuisance.q_none if self.nuisance.q_none is not None else np.zeros(d)
         self._nuisance_values(q, q_none, self.nuisance.p_channel)
@@ -419,6 +457,9 @@ def evaluate(booster: lgb.Booster, ts: TrainingSet, oracle: Oracle | None = None
         "marketing": details.pop("marketing", {}),  # the marketer's page (training/marketing.py)
         "dataset": ts.stats,
         "objective": ts.objective,
+        # Policy values (estimates, intervals) are in the objective's units; the oracle's true values, on simulated
+        # data, always in conversion value (the simulator's ground truth).
+        "value_unit": value_unit(ts.objective),
         "labels": ts.labels,  # what the reward is: "window" outcomes or "attributed" conversions (training/labels.py)
         "attribution_window_days": ts.window_days,
     }

@@ -20,6 +20,7 @@ import numpy as np
 
 from model.adapters.registry import Manifest, ModelStore, new_version, schema_hash
 from model.domain.catalogue import catalogue
+from model.domain.manifest import Unsupported
 from model.domain.settings import get_settings
 from training import checks, dataset, evaluate, marketer_report, marketing, report, sources, train
 from training.simulate import Oracle
@@ -183,6 +184,14 @@ def run(source: str | sources.Sources, store_uri: str, opts: Options, step: Step
     return _publish(source, store_uri, opts, ts, result, rep, timings, tick)
 
 
+def _unsupported(ts: dataset.TrainingSet | Any, rep: dict[str, Any]) -> Unsupported:
+    """Channels and messages no training send tried (serving gives them the prior): from the training set, or
+    for the Dask engine's distributed set from its report."""
+    if isinstance(ts, dataset.TrainingSet):
+        return Unsupported(**evaluate.unsupported(ts))
+    return Unsupported(**(rep.get("ope", {}).get("unsupported") or {}))
+
+
 def _publish(
     source: str | sources.Sources,
     store_uri: str,
@@ -216,6 +225,7 @@ def _publish(
         levels=ts.levels,
         channels=list(catalogue().names),
         objective=ts.objective,
+        unsupported=_unsupported(ts, rep),
         attribution_window_days=ts.window_days,
         metrics=metrics,
         policy_value=evaluate.policy_value_summary(rep),

@@ -272,7 +272,7 @@ def _off_policy(
     def policy(booster: Any, m: Manifest) -> Any:  # each model encodes the grid's messages by its own levels
         levels = list(m.levels.get("message", []))
         own = None if levels == ts.levels.get("message", []) else levels
-        return evaluate.model_policy(booster, ts, own, no_contact=no_contact(m))
+        return evaluate.model_policy(booster, ts, own, no_contact=no_contact(m), gone=m.unsupported)
 
     dists = {"challenger": policy(ch_b, ch_m)}
     if champ_b is not None and champ_m is not None:

@@ -153,6 +153,13 @@ def cell(est: dict[str, Any] | None, compact: bool = False) -> tuple[str, str, s
 def reward_text(report: dict[str, Any]) -> str:
     """What the off-policy numbers measure, per held-out decision."""
     days = fmt(report.get("attribution_window_days"), ".0f", "the")
+    objective = str(report.get("objective") or "conversion")
+    if objective in ("click", "visit"):
+        return (
+            f"{report.get('value_unit') or objective + 's per decision'}, net of cost: whether the held-out "
+            f"decision got an attributed {objective} within {days} days, minus the channel cost counted in "
+            f"{objective}s (at the configured value of one {objective})"
+        )
     if report.get("labels") == "window":
         return (
             f"net value per held-out decision: the value of the customer's conversions within {days} days after "
@@ -342,7 +349,7 @@ def policies_plot(report: dict[str, Any]) -> bytes:
     ax.set_ylim(ylo, yhi)
     ax.set_xticks(xs, names, rotation=30, ha="right")
     ax.axhline(0, color="grey", lw=0.8)
-    ax.set(ylabel="net value per decision", title="Policy value on held-out decisions")
+    ax.set(ylabel=f"net {report.get('value_unit') or 'value per decision'}", title="Policy value on held-out decisions")
     if est_x or true_x:
         ax.legend(fontsize=8)
     else:
@@ -493,7 +500,8 @@ figure{{display:inline-block;margin:0 1em}}</style>
 </head><body>
 <h1>{html.escape(title)}</h1>
 <p>Model: {html.escape(str(report.get("training", {}).get("model", "-")))}.
-Objective: {html.escape(str(report.get("objective", "")))}; attribution window
+Objective: {html.escape(str(report.get("objective", "")))} (policy values in
+{html.escape(str(report.get("value_unit") or "conversion value per decision"))}); attribution window
 {_fmt(report.get("attribution_window_days", ""))} days.</p>
 <h2>Prediction quality (held-out sends)</h2><table>{mrows}</table>
 {_weekly_table(report)}

@@ -4,9 +4,10 @@
    definition that offline evaluation calls too. Messages per channel come from the request, else the
    model's message levels, else "no message".
 3. One vectorised prediction scores every remaining candidate (the feature groups of model.domain.features,
-   broadcast over the grid); expected value = p_convert x value - channel cost. No positive expected
-   value -> "don't contact now" (channel ``none``, with why and, when the rules blocked everything, the next
-   slot they allow).
+   broadcast over the grid); expected value = the increment over not contacting, minus the cost, in the units
+   of the model's objective (`model.domain.objective`, shared with evaluation). No positive expected value ->
+   "don't contact now" (channel ``none``, with why and, when the rules blocked everything, the next slot they
+   allow).
 4. Measurement: the policy of `model.domain.policy` (holdout, epsilon-greedy with exact propensities).
 5. The k recommendations: the best cell per channel first, then per (channel, message), then other hours; each
    with contrastive reasons (`model.domain.reasons`).
@@ -35,6 +36,7 @@ from model.domain.features import (
     slot_feature_rows,
 )
 from model.domain.model_protocol import GridPrediction, Model
+from model.domain.objective import cell_values, is_probability, supported_cells
 from model.domain.policy import action_probabilities, greedy_cell, holdout_bucket
 from model.domain.reasons import Option, contrast_cells, contrastive, heuristic_reason, only_channel
 from model.domain.recommend_schemas import (
@@ -144,6 +146,11 @@ def no_contact_score(model: Model, groups: list[npt.NDArray[np.float64]]) -> flo
     none_ch = np.array([no_contact_channel_features(len(catalogue()))])
     msg = np.array([message_features(None, ())])
     return float(model.predict_grid([cust, none_ch, slot[:1], msg]).proba.ravel()[0])
+
+
+def _unsupported(model: Model | None) -> tuple[list[str], list[str]]:
+    """The model's channels and messages without training support (none for the heuristic)."""
+    return (list(model.unsupported.channels), list(model.unsupported.messages)) if model else ([], [])
 
 
 def diverse(ranked: npt.NDArray[np.int64], shape: tuple[int, ...], k: int) -> list[int]:
@@ -256,9 +263,14 @@ def decide(
     # Cold start: population-level scores (no history), the hard rules still use what is known.
     scored = score(grid, model, scoring_history(history), profile, now)
     value = conversion_value(history, s)
-    costs = grid.costs  # (C, 1, M): channel cost + message cost (model.domain.rules)
-    # Incremental expected value: what contacting adds over not contacting (p_none), in value, minus the cost.
-    ev = (scored.p - scored.p_none) * value - costs
+    objective = model.objective if model else "conversion"
+    # Cells of a channel or message without training support get the prior (no lift), not a tree leaf.
+    supported = supported_cells(grid.channels, grid.messages, *_unsupported(model))
+    if supported is not None:
+        scored.p = np.where(supported, scored.p, scored.p_none)
+    # Incremental expected value: what contacting adds over not contacting (p_none), minus the cost (channel +
+    # message, model.domain.rules), in the objective's units: the one definition evaluation values cells by.
+    ev = cell_values(scored.p, scored.p_none, objective, value, grid.costs, s, supported)
 
     allowed_flat = np.flatnonzero(grid.allowed.ravel())
     n_allowed = len(allowed_flat)
@@ -300,7 +312,8 @@ def decide(
                 send_at=send,
                 send_at_local=send.astimezone(zone).isoformat(),
                 message_id=grid.messages[m],
-                p_convert=min(1.0, max(0.0, float(scored.p[c, sl, m]))),
+                # A value model predicts value, not a probability: its expected_value carries the prediction.
+                p_convert=min(1.0, max(0.0, float(scored.p[c, sl, m]))) if is_probability(objective) else 0.0,
                 expected_value=float(ev[c, sl, m]),
                 reasons=why,
             )

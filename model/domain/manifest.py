@@ -25,6 +25,16 @@ def new_version(now: datetime | None = None) -> str:
     return f"{stamp}-{secrets.token_hex(2)}"
 
 
+class Unsupported(BaseModel):
+    """Channels and messages that no training send tried: serving gives them the prior "no incremental effect"
+    (model.domain.objective), so only exploration sends them until the log has data for them."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    channels: list[str] = Field(default_factory=list)
+    messages: list[str] = Field(default_factory=list)
+
+
 class Manifest(BaseModel):
     """Everything needed to rebuild the model's input rows and to judge the model."""
 
@@ -38,7 +48,8 @@ class Manifest(BaseModel):
     schema_hash: str
     levels: dict[str, list[str]] = Field(default_factory=dict)  # "message" + categorical attribute levels
     channels: list[str]
-    objective: str = "conversion"
+    objective: str = "conversion"  # click | visit | conversion | value: what predictions mean at serving
+    unsupported: Unsupported = Field(default_factory=Unsupported)  # empty for a model trained before it was recorded
     attribution_window_days: float = 7.0
     metrics: dict[str, float] = Field(default_factory=dict)
     policy_value: dict[str, float] = Field(default_factory=dict)  # e.g. {"model_snips": ...}

@@ -10,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from model.domain.features import FeatureLayout
+from model.domain.manifest import Unsupported
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -35,6 +36,16 @@ class Model(Protocol):
     @property
     def no_contact(self) -> bool:
         """Whether the model also scores "don't contact" (it learned from logged no-contact decisions)."""
+        ...
+
+    @property
+    def objective(self) -> str:
+        """What predictions mean: click | visit | conversion probabilities, or value (model.domain.objective)."""
+        ...
+
+    @property
+    def unsupported(self) -> Unsupported:
+        """Channels and messages no training send tried (they get the prior, not a prediction)."""
         ...
 
     def predict_grid(self, groups: list[npt.NDArray[np.float64]]) -> GridPrediction:

@@ -279,6 +279,10 @@ class Settings(BaseSettings):
     holdout_share: float = Field(default=0.05, ge=0, le=1)
     model_refresh_seconds: float = Field(default=300.0, ge=0)
     default_conversion_value: float = Field(default=50.0, ge=0)
+    # What one click / visit is worth (currency): click and visit models weigh a contact's cost against the
+    # outcomes it adds at this rate (model.domain.objective).
+    click_value: float = Field(default=1.0, gt=0)
+    visit_value: float = Field(default=2.0, gt=0)
 
     # Local server auth: requests must carry it in x-api-key when set.
     api_key: SecretStr | None = None
@@ -378,6 +382,8 @@ class Settings(BaseSettings):
             "exploration_rate": self.exploration_rate,
             "holdout_share": self.holdout_share,
             "default_conversion_value": self.default_conversion_value,
+            "click_value": self.click_value,
+            "visit_value": self.visit_value,
             "attribution_window_days": self.attribution_window_days,
         }
 

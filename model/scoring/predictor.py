@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from model.domain.features import CHANNEL_FEATURES, MESSAGE_FEATURES, SLOT_FEATURES, FeatureLayout
-from model.domain.manifest import Manifest
+from model.domain.manifest import Manifest, Unsupported
 from model.domain.model_protocol import GridPrediction
 from model.domain.recommend_schemas import NONE_CHANNEL
 from model.domain.settings import AttributeSpec, get_settings
@@ -96,6 +96,14 @@ class LoadedModel:
     @property
     def no_contact(self) -> bool:
         return NONE_CHANNEL in self.manifest.levels.get("channel", [])
+
+    @property
+    def objective(self) -> str:
+        return self.manifest.objective
+
+    @property
+    def unsupported(self) -> Unsupported:
+        return self.manifest.unsupported
 
     @property
     def widths(self) -> tuple[int, int, int, int]:

@@ -18,6 +18,7 @@ import polars as pl
 from model.domain.aggregate import CLICKED, CONVERTED, OPENED, VISITED, Aggregate
 from model.domain.decide import conversion_value, feature_groups, scoring_history
 from model.domain.features import FeatureLayout, local_time, message_features
+from model.domain.objective import realised_value
 from model.domain.recommend_schemas import DEFAULT_HORIZON_HOURS
 from model.domain.rules import WEEK, candidate_grid, send_counts
 from model.domain.schemas import Profile
@@ -57,6 +58,7 @@ class Contexts:
         return len(self.decision_id)
 
 
+OUTCOME_COLUMN = {"click": "clicks", "visit": "visits"}  # the logged outcome a click / visit reward counts
 _PARTS = (
     "cust",
     "chan",
@@ -118,7 +120,8 @@ class ContextBuilder:
         p["last_engaged"].append([max(r[OPENED], r[CLICKED], r[VISITED], r[CONVERTED]) for r in agg.last])
         p["value_hat"].append(conversion_value(agg, self.settings))  # the estimate scoring ranks by
 
-    def finish(self, costs: np.ndarray) -> Contexts:
+    def finish(self, costs: np.ndarray, objective: str = "conversion") -> Contexts:
+        """The contexts, with each logged decision's reward in the objective's units (model.domain.objective)."""
         order = np.array(self.ids)
         dec = self.dec[order.tolist()]
         p = {k: np.asarray(v) for k, v in self.parts.items() if k != "trace"}
@@ -139,7 +142,13 @@ class ContextBuilder:
             logged_message=np.array([msg_index.get(m, -1) if m is not None else -1 for m in dec["message_id"]])
             if self.messages
             else np.zeros(len(dec), dtype=np.int64),
-            reward=dec["conv_value"].to_numpy() - np.append(costs, 0.0)[ch],
+            reward=realised_value(
+                dec[OUTCOME_COLUMN.get(objective, "conversions")].to_numpy(),
+                dec["conv_value"].to_numpy(),
+                objective,
+                np.append(costs, 0.0)[ch],
+                self.settings,
+            ),
             converted=(dec["conversions"].to_numpy() > 0).astype(np.float64),
             cust=p["cust"].astype(np.float32),
             chan=p["chan"].astype(np.float32),

@@ -5,8 +5,8 @@
   from the held-out rows of the other fold's customers, and scores the decisions of fold k's customers, so no
   decision is scored by a model that saw its outcome or any held-out outcome of its customer. The held-out
   period alone (a few thousand rows and ~100 positives on small logs) overfits: its out-of-fold predictions
-  were half the observed rate, and DM / DR inherited that bias. Expected net reward of a cell = q x the
-  customer's value estimate - channel cost (as serving values a candidate).
+  were half the observed rate, and DM / DR inherited that bias. Expected net reward of a cell: q valued in the
+  objective's units as serving values a candidate (model.domain.objective), not net of "don't contact".
 * The logging channel model: P(logged channel | x) (multiclass, the same two folds), the marginal logging
   propensity of the channel that MIPS / MDR weight by, and the estimated propensity when the log has none.
 """
@@ -19,6 +19,8 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
+from model.domain.objective import cell_values
+from model.domain.settings import get_settings
 from training.ope.contexts import Contexts
 from training.split import hash_share
 
@@ -97,12 +99,11 @@ def fit(
             if q_none is not None:
                 q_none[target] = none_scores(booster, np.flatnonzero(target))
         q[target] = pred
-    if objective == "value":
-        q = q - costs[None, :, None, None]
-    else:
-        q = q * ctx.value_hat[:, None, None, None] - costs[None, :, None, None]
-        if q_none is not None:
-            q_none = q_none * ctx.value_hat  # "don't contact" costs nothing
+    # Absolute (not incremental) expected reward in the objective's units, as the logged rewards are.
+    settings = get_settings()
+    q = cell_values(q, 0.0, objective, ctx.value_hat[:, None, None, None], costs[None, :, None, None], settings)
+    if q_none is not None:
+        q_none = cell_values(q_none, 0.0, objective, ctx.value_hat, 0.0, settings)  # "don't contact" costs nothing
     p_channel, logloss, calib = _channel_model(ctx, ctx_fold, n_ch)
     return Nuisance(q, p_channel, logloss, calib, q_none)
 
