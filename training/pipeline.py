@@ -214,7 +214,8 @@ def _publish(
     files["report.json"] = json.dumps(_json_safe(rep), indent=2, allow_nan=False).encode()
     files["report.html"] = report.render_html(rep, title=f"Model {version}").encode()
     files["marketing.html"] = marketer_report.render_html(rep, title=f"What model {version} will do").encode()
-    metrics = {k: float(v) for k, v in rep["metrics"].items() if isinstance(v, int | float)}
+    # Finite numbers only: a value model has no log loss (NaN), which the manifest's JSON would store as null.
+    metrics = {k: float(v) for k, v in rep["metrics"].items() if isinstance(v, int | float) and np.isfinite(v)}
     manifest = Manifest(
         version=version,
         created_at=datetime.now(UTC),
