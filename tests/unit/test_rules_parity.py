@@ -18,14 +18,14 @@ import pytest
 from model.domain.aggregate import FoldEvent, replay
 from model.domain.decide import decide
 from model.domain.features import FeatureLayout
-from model.domain.manifest import Manifest, schema_hash
+from model.domain.manifest import Manifest, Unsupported, schema_hash
 from model.domain.recommend_schemas import NONE_CHANNEL, RecommendationRequest
 from model.domain.schemas import Profile
 from model.domain.settings import get_settings
 from model.scoring.predictor import LoadedModel, group_widths
 from model.scoring.tree_scorer import TreeScorer
 from training import dataset
-from training.evaluate import model_policy
+from training.evaluate import model_policy, model_values, unsupported
 from training.records import normalise_touchpoints, profiles_map
 from training.simulate import SimConfig, simulate
 from training.train import train_local
@@ -45,6 +45,7 @@ def served_settings(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _loaded(booster: object, ts: dataset.TrainingSet) -> LoadedModel:
+    """The booster as serving loads it, with the manifest's objective and unsupported actions."""
     lay: FeatureLayout = ts.layout
     names, cats = list(lay.names), list(lay.categorical)
     now = datetime(2026, 11, 1, tzinfo=UTC)
@@ -57,6 +58,8 @@ def _loaded(booster: object, ts: dataset.TrainingSet) -> LoadedModel:
         schema_hash=schema_hash(names, cats, ts.levels),
         levels=ts.levels,
         channels=list(get_settings().channels),
+        objective=ts.objective,
+        unsupported=Unsupported(**unsupported(ts)),
     )
     scorer = TreeScorer.from_dump(booster.dump_model())  # type: ignore[attr-defined]
     scorer.prepare(group_widths(lay))
@@ -64,7 +67,11 @@ def _loaded(booster: object, ts: dataset.TrainingSet) -> LoadedModel:
 
 
 @pytest.mark.usefixtures("served_settings")
-def test_offline_grid_rules_and_policy_equal_serving() -> None:
+@pytest.mark.parametrize(
+    ("objective", "labels"),
+    [("conversion", "window"), ("conversion", "attributed"), ("visit", "attributed"), ("value", "attributed")],
+)
+def test_offline_grid_rules_and_policy_equal_serving(objective: dataset.Objective, labels: dataset.Labels) -> None:
     sim = simulate(SimConfig(customers=150, days=30, seed=12))
     ts = dataset.build(
         sim["touchpoints"],
@@ -73,7 +80,10 @@ def test_offline_grid_rules_and_policy_equal_serving() -> None:
         split="customer",
         eval_fraction=0.5,
         max_contexts=60,
-        labels="window",  # the model also scores "don't contact": both sides rank by incremental value
+        # window: the model also scores "don't contact" and both sides rank by incremental value (on this log it
+        # contacts nobody); attributed: contacts, valued in each objective's units (model.domain.objective).
+        labels=labels,
+        objective=objective,
     )
     ctx = ts.contexts
     assert ctx is not None
@@ -81,12 +91,14 @@ def test_offline_grid_rules_and_policy_equal_serving() -> None:
     booster = train_local(ts, rounds=30, early_stopping=10, threads=1).booster
     model = _loaded(booster, ts)
     settings = get_settings()
-    assert ts.no_contact  # the log has no-contact decisions: both sides rank by incremental value
+    assert ts.no_contact == (labels == "window")
     offline = model_policy(booster, ts)
+    values = model_values(booster, ts)
 
     tp = normalise_touchpoints(sim["touchpoints"]).sort("ts", "event_id")
     profiles = profiles_map(sim["profiles"])
     rules_seen: set[str] = set()
+    contacted = 0
     for k in range(len(ctx)):
         cid, t = ctx.customer_id[k], float(ctx.decided_at[k])
         before = tp.filter((pl.col("customer_id") == cid) & (pl.col("ts") < t))
@@ -112,5 +124,9 @@ def test_offline_grid_rules_and_policy_equal_serving() -> None:
         m = ts.levels["message"].index(rec.message_id) if ts.levels["message"] else 0
         assert offline.cells[k].max() == pytest.approx(offline.cells[k, c, s, m])
         assert offline.cells[k, c, s, m] == pytest.approx(resp.propensity)
+        assert values[k, c, s, m] == pytest.approx(rec.expected_value)  # the same value, in the same units
+        contacted += 1
     # The scenario exercises every kind of rule, so a rule changed on one side only cannot go unseen.
     assert {"no_consent", "quiet_hours", "cap"} <= rules_seen
+    if labels == "attributed":  # the values were compared on contacts, not only on "don't contact"
+        assert contacted >= 5, contacted
