@@ -247,8 +247,8 @@ def ope_notes(report: dict[str, Any]) -> list[str]:
         if messages:
             parts.append("messages " + ", ".join(map(str, messages)))
         notes.append(
-            "Never tried in the log (no evaluation credits them a conversion; the policy reaches them only by "
-            "exploration): " + "; ".join(parts) + "."
+            "Never tried in the log (serving and evaluation give them no lift over not contacting, so the policy "
+            "sends them only by exploration until the log has data for them): " + "; ".join(parts) + "."
         )
     return notes
 
@@ -488,6 +488,11 @@ def render_html(report: dict[str, Any], title: str = "Model evaluation") -> str:
         " True value: exact under the simulator's oracle, the incremental value of the policy's action over not "
         "contacting (a send valued as if no later send fell in its window); the estimators measure the reward "
         "above, so on data with organic conversions or frequent sends the two differ by definition."
+        + (
+            " The true values are in conversion value (the simulator's ground truth), not in the objective's units."
+            if report.get("objective") in ("click", "visit")
+            else ""
+        )
         if has_truth(report)
         else ""
     )
