@@ -14,16 +14,17 @@ from functions.score.app import handler
 from model.adapters import store
 from model.adapters.model_service import get_predictor
 from model.adapters.registry import ModelStore
-from model.domain.aggregate import EVENT_INDEX, FoldEvent
+from model.domain.aggregate import FoldEvent
 from model.domain.catalogue import catalogue
-from model.domain.schemas import Profile
+from model.domain.objective import Objective
+from model.domain.schemas import EVENT_INDEX, Profile
 from model.domain.settings import get_settings
 from tests.integration.lambda_env import LambdaContext, event
 
 pytest.importorskip("lightgbm")
 pytestmark = pytest.mark.usefixtures("local_endpoint")
 NOW = datetime(2026, 11, 23, 8, 12, 45, tzinfo=UTC)
-OBJECTIVES = ("click", "visit", "conversion", "value")
+OBJECTIVES: tuple[Objective, ...] = ("click", "visit", "conversion", "value")
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, ModelStore]:
     from training.simulate import SimConfig, simulate, write
 
     sim = write(simulate(SimConfig(customers=300, days=40, seed=5)), tmp_path_factory.mktemp("sim"))
-    out = {}
+    out: dict[str, ModelStore] = {}
     for objective in OBJECTIVES:
         opts = pipeline.Options(objective=objective, max_contexts=150, version=objective, params={"num_threads": 1})
         out[objective] = pipeline.run(str(sim), str(tmp_path_factory.mktemp(objective)), opts).store

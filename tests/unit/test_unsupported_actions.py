@@ -36,10 +36,10 @@ class Explore(random.Random):
         super().__init__(0)
         self.pick = pick
 
-    def random(self) -> float:  # type: ignore[override]
+    def random(self) -> float:
         return 0.0 if self.pick is not None else 0.999
 
-    def randrange(self, *args: Any, **kwargs: Any) -> int:  # type: ignore[override]
+    def randrange(self, *args: Any, **kwargs: Any) -> int:
         assert self.pick is not None
         return self.pick
 
