@@ -210,6 +210,7 @@ def _reasons(
             ev=float(ev[cell]),
             values=np.concatenate([cust[0], ch[cell[0]], slot[cell[1]], msg[cell[2]]]),
             contrib=row,
+            outcome=model.objective,
         )
         for cell, row in zip(cells, contrib, strict=True)
     }

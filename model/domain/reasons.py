@@ -60,6 +60,12 @@ class Option:
     ev: float
     values: FloatArray  # the model's feature row
     contrib: FloatArray  # per-feature contributions (log-odds), without the bias
+    outcome: str = "conversion"  # what `p` predicts: the model's objective (click, visit, conversion or value)
+
+    @property
+    def score(self) -> str:
+        """The prediction in words: "visit 4.1%", or for a value model "predicted value 12.30"."""
+        return f"predicted value {money(self.p)}" if self.outcome == "value" else f"{self.outcome} {pct(self.p)}"
 
     @cached_property
     def local(self) -> datetime:
@@ -150,7 +156,7 @@ def _totals(kind: str, a: Option, b: Option, head: str) -> Reason:
     """The comparison of the two options' totals, without feature credits (a tie says so)."""
     if _tie(a, b):
         la, lb = _label(kind, a, b), _label(kind, b, a)
-        head = f"{la} and {lb} are as good for this customer (conversion {pct(a.p)}, expected value {money(a.ev)})"
+        head = f"{la} and {lb} are as good for this customer ({a.score}, expected value {money(a.ev)})"
     return Reason.model_construct(
         kind=kind,
         feature="expected_value",
@@ -235,7 +241,8 @@ def _headline(kind: str, a: Option, b: Option) -> str:
     if kind == "message":
         la, lb = f"message {la}", lb
     word = "over" if a.ev >= b.ev else "rather than"
-    return f"{la} {word} {lb} (conversion {pct(a.p)} vs {pct(b.p)}, expected value {money(a.ev)} vs {money(b.ev)})"
+    scores = f"{a.score} vs {b.score.split(' ')[-1]}"
+    return f"{la} {word} {lb} ({scores}, expected value {money(a.ev)} vs {money(b.ev)})"
 
 
 def _days(d: float) -> str:

@@ -119,6 +119,9 @@ def test_click_and_visit_models_rank_by_outcome_probability_net_of_cost_in_outco
         assert 0 < rec["p_convert"] < 1
         assert rec["expected_value"] == pytest.approx(rec["p_convert"] - s.cost_of(rec["channel"]) / per_outcome)
     assert recs[0]["expected_value"] == max(r["expected_value"] for r in recs)  # the first is the best
+    texts = " ".join(r["text"] for r in recs[0]["reasons"])
+    assert f"({objective} " in texts  # the reasons name the modelled outcome, e.g. "(visit 4.1% vs 2.0%, ..."
+    assert "(conversion " not in texts
 
 
 def test_conversion_model_values_the_probability_at_the_order_value(
@@ -140,6 +143,7 @@ def test_value_model_predicts_the_value_itself_unclamped_and_without_order_value
     seed_customer("cust-obj")
     first = contacts(recommend())
     assert all(r["p_convert"] == 0.0 for r in first)  # a value model has no probability to report
+    assert "(predicted value " in " ".join(r["text"] for r in first[0]["reasons"])
     # The prediction is in currency: above 1 (a probability clamped to [0, 1] could not be).
     assert max(r["expected_value"] + get_settings().cost_of(r["channel"]) for r in first) > 1.0
     # ... and not multiplied by the customer's order value: another default value changes nothing.
