@@ -43,6 +43,13 @@ def _with_ci(value: Any, ci: Any, show: Callable[[Any], str] = money) -> str:
 # --- sentences ------------------------------------------------------------------------------------------------
 
 
+def per_decision(report: dict[str, Any]) -> str:
+    """The unit of the model's values: "per decision" (conversion value), or "visits per decision" for a visit
+    model (report.json `value_unit`)."""
+    objective = report.get("objective")
+    return f"{objective}s per decision" if objective in ("click", "visit") else "per decision"
+
+
 def headline(report: dict[str, Any]) -> str:
     """The model against current practice in one sentence, with its interval and the decisions it rests on."""
     mk = report.get("marketing") or {}
@@ -52,7 +59,7 @@ def headline(report: dict[str, Any]) -> str:
         return "The model's value against current practice is not measured (no held-out decision could be valued)."
     interval = _ci(vs.get("ci"))
     sentence = (
-        f"The model's recommendations are worth {money(value, sign=True)} per decision"
+        f"The model's recommendations are worth {money(value, sign=True)} {per_decision(report)}"
         + (f" (95% interval {interval})" if interval else " (no interval)")
         + f" over current practice, on {human(n)} held-out decisions."
     )
@@ -68,7 +75,8 @@ def headline(report: dict[str, Any]) -> str:
     true_model = num((pol.get("model") or {}).get("true_value"))
     true_log = num((pol.get("logging") or {}).get("true_value"))
     if true_model is not None and true_log is not None:
-        sentence += f" On this simulated data the true difference is {money(true_model - true_log, sign=True)}."
+        sentence += f" On this simulated data the true difference is {money(true_model - true_log, sign=True)}"
+        sentence += " (in conversion value)." if per_decision(report) != "per decision" else "."
     return sentence
 
 
@@ -104,7 +112,7 @@ def best_hours(report: dict[str, Any]) -> list[str]:
         known = [(v, h) for v, h in values if v is not None]
         if known:
             v, h = max(known)
-            out.append(f"{name}: {h:02d}:00 ({money(v)} per decision)")
+            out.append(f"{name}: {h:02d}:00 ({money(v)} {per_decision(report)})")
         else:
             out.append(f"{name}: never allowed in the held-out decisions")
     return out

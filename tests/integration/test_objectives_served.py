@@ -162,6 +162,8 @@ def test_reports_state_the_policy_value_unit(trained: dict[str, ModelStore]) -> 
         units[objective] = report["value_unit"]
         assert report["policies"]["model"]["value"] is not None
         assert units[objective] in ms.read(objective, "report.html").decode()
+        if objective in ("click", "visit"):  # the marketer's page says it too
+            assert f"{objective}s per decision" in ms.read(objective, "marketing.html").decode()
     assert units == {
         "click": "clicks per decision",
         "visit": "visits per decision",
