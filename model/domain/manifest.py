@@ -26,8 +26,8 @@ def new_version(now: datetime | None = None) -> str:
 
 
 class Unsupported(BaseModel):
-    """Channels and messages that no training send tried: serving gives them the prior "no incremental effect"
-    (model.domain.objective), so only exploration sends them until the log has data for them."""
+    """Channels and messages that no training send tried: the decision gives them no lift over not contacting,
+    so they are sent only by exploration until the log has data for them."""
 
     model_config = ConfigDict(extra="ignore")
 

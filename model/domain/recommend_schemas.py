@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from model.domain.catalogue import catalogue, check_messages
+from model.domain.manifest import Unsupported
 from model.domain.schemas import ID_PATTERN, ChannelName, Id, StrictInt, channel_keys
 from model.domain.settings import get_settings
 
@@ -181,6 +182,14 @@ class ModelInfo(BaseModel):
     checked_at: datetime | None
     features: list[str] = Field(default_factory=list)
     metrics: dict[str, float] = Field(default_factory=dict)
+    objective: str | None = Field(
+        default=None,
+        description="What the model predicts: click, visit or conversion probabilities, or value; expected values "
+        "are in its units (null: the heuristic, conversion).",
+    )
+    unsupported: Unsupported | None = Field(
+        default=None, description="Channels and messages no training send tried: sent only by exploration."
+    )
     last_error: str | None = None
     config_hash: str = Field(description="Fingerprint of the served configuration (channels, costs, rules, messages).")
     config_matches: bool | None = Field(

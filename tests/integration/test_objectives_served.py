@@ -93,6 +93,14 @@ def recommend(customer_id: str = "cust-obj") -> dict[str, Any]:
     return out
 
 
+def model_info() -> dict[str, Any]:
+    resp = handler(event("score_model.json"), LambdaContext())
+    text = base64.b64decode(resp["body"]).decode() if resp.get("isBase64Encoded") else resp["body"]
+    assert resp["statusCode"] == 200, text
+    out: dict[str, Any] = json.loads(text)
+    return out
+
+
 def contacts(body: dict[str, Any]) -> list[dict[str, Any]]:
     recs = [r for r in body["recommendations"] if r["channel"] != "none"]
     assert recs, body
@@ -110,6 +118,9 @@ def test_click_and_visit_models_rank_by_outcome_probability_net_of_cost_in_outco
     seed_customer("cust-obj")
     body = recommend()
     assert body["model_version"] == objective
+    info = model_info()
+    assert (info["model_version"], info["objective"]) == (objective, objective)
+    assert info["unsupported"] == {"channels": [], "messages": []}
     s = get_settings()
     per_outcome = s.click_value if objective == "click" else s.visit_value
     recs = contacts(body)
