@@ -29,7 +29,7 @@ import pyarrow as pa
 from model.domain.aggregate import SENT
 from model.domain.catalogue import catalogue
 from model.domain.features import FeatureLayout
-from model.domain.objective import realised_value
+from model.domain.objective import Objective, realised_value
 from model.domain.recommend_schemas import NONE_CHANNEL
 from model.domain.settings import get_settings
 from training.labels import OBJECTIVE_EVENT, attribute, window_outcomes
@@ -38,7 +38,6 @@ from training.records import no_contact_decisions, normalise_decisions, normalis
 from training.replay import MARKER, NO_CONTACT, replay
 from training.split import Split, choose_split, hash_share
 
-Objective = Literal["click", "visit", "conversion", "value"]
 Labels = Literal["window", "attributed"]
 __all__ = ["Contexts", "Labels", "Objective", "Split", "TrainingSet", "build", "feature_levels", "layout_from_settings"]
 MAX_MESSAGES = 50
