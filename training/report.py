@@ -17,13 +17,14 @@ from typing import Any
 import matplotlib
 import numpy as np
 
+from training.ope.estimators import ESTIMATORS
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # (the backend must be chosen first)
 
 PLOTS = ("calibration.png", "gains.png", "importance.png", "policies.png")
-ESTIMATORS = ("dm", "ips", "snips", "dr", "sndr", "mips", "mdr")
-WEIGHTED = frozenset({"ips", "snips", "dr", "sndr", "mips", "mdr"})  # numbers that rest on propensities
-LABELS = {e: e.upper() for e in ESTIMATORS}
+WEIGHTED = frozenset(ESTIMATORS) - {"dm"}  # numbers that rest on propensities
+LABELS = {e: e.upper() for e in ESTIMATORS} | {"switch": "Switch-DR"}
 
 
 def _png(fig: Any) -> bytes:

@@ -105,7 +105,12 @@ def _fit(
         callbacks.append(lgb.early_stopping(stop, verbose=False))
     booster = lgb.train(params, dtrain, num_boost_round=rounds, valid_sets=valid_sets, callbacks=callbacks)
     if booster.best_iteration:
-        booster = lgb.Booster(model_str=booster.model_to_string(num_iteration=booster.best_iteration))
+        # As train_local: the validation period is the newest data, so refit on train + valid at the early-stopped
+        # round count scaled to the larger set (stopping there and never refitting leaves drift unlearned).
+        both = train | valid
+        scaled = max(1, round(booster.best_iteration * int(both.sum()) / max(1, int(train.sum()))))
+        refit = lgb.Dataset(ts.X[both], y[both], feature_name=names, categorical_feature=cats)
+        booster = lgb.train(params, refit, num_boost_round=scaled)
     return booster
 
 
@@ -268,13 +273,16 @@ def fit_dask(
 Target = tuple[np.ndarray, np.ndarray] | None
 
 
-def _rows(ts: TrainingSet | None, split: str, width: int, target: Target = None) -> tuple[np.ndarray, np.ndarray]:
+def _rows(
+    ts: TrainingSet | None, splits: str | tuple[str, ...], width: int, target: Target = None
+) -> tuple[np.ndarray, np.ndarray]:
     if ts is None:
         return np.zeros((0, width), dtype=np.float32), np.zeros(0)
+    rows = np.isin(ts.split, [splits] if isinstance(splits, str) else list(splits))
     if target is None:
-        return ts.part(split)
+        return ts.X[rows], ts.y[rows]
     y, keep = target
-    rows = (ts.split == split) & keep
+    rows &= keep
     return ts.X[rows], y[rows]
 
 
@@ -317,13 +325,12 @@ def _fit_parts(
     parts = list(dset.parts)
     per_part: list[Any] = targets if targets is not None else [None] * len(parts)
     if targets is None:
-        train_rows = [r["train"] for r in dset.rows]
-        valid_rows = dset.count("valid")
+        counted = [(r["train"], r["valid"]) for r in dset.rows]
     else:  # a later funnel stage keeps only the rows that reached the previous ones
-        counted = compute(*[delayed(_counts)(p, t) for p, t in zip(parts, per_part, strict=True)])
-        train_rows, valid_rows = [c[0] for c in counted], sum(c[1] for c in counted)
+        counted = list(compute(*[delayed(_counts)(p, t) for p, t in zip(parts, per_part, strict=True)]))
+    train_rows, valid_rows = [c[0] for c in counted], sum(c[1] for c in counted)
     blocks = [
-        (delayed(_rows, nout=2)(part, "train", width, target), n)
+        (delayed(_rows, nout=2)(part, ("train",), width, target), n)
         for part, target, n in zip(parts, per_part, train_rows, strict=True)
         if n
     ]
@@ -351,9 +358,18 @@ def _fit_parts(
             break
         if loss[i] < loss[best]:
             best = i
-    result.best_iteration = best + 1
-    result.booster = lgb.Booster(model_str=result.booster.model_to_string(num_iteration=best + 1))
-    return result
+    # As train_local: refit on train + valid (the newest period) at the chosen round count scaled to the larger set.
+    scaled = max(1, round((best + 1) * (sum(train_rows) + valid_rows) / max(1, sum(train_rows))))
+    both = [
+        (delayed(_rows, nout=2)(part, ("train", "valid"), width, target), c[0] + c[1])
+        for part, target, c in zip(parts, per_part, counted, strict=True)
+        if c[0] + c[1]
+    ]
+    refit = fit_dask(
+        client, stacked(both, width), None, dset.names, list(dset.layout.categorical), dset.objective, scaled, 0, params
+    )
+    refit.best_iteration, refit.seconds = scaled, result.seconds + refit.seconds
+    return refit
 
 
 def _counts(ts: TrainingSet | None, target: Target) -> tuple[int, int]:
@@ -380,7 +396,10 @@ def train_distributed(
     (when no better round followed within `early_stopping` rounds, as LightGBM's callback would stop)."""
     result = _fit_parts(dset, client, None, rounds, early_stopping, params)
     if dset.count("valid"):
-        result.model = f"direct, early-stopped at round {result.best_iteration} on the summed validation loss"
+        result.model = (
+            "direct, early-stopped on the summed validation loss, refit on train + valid"
+            f" ({result.best_iteration} rounds)"
+        )
     return result
 
 
@@ -447,7 +466,8 @@ def train_distributed_funnel(
     result.engine = "dask-funnel"
     result.seconds = time.perf_counter() - start
     result.model = (
-        f"{FUNNEL_MODEL}, student early-stopped at round {result.best_iteration} on the summed validation loss"
+        f"{FUNNEL_MODEL}, each model early-stopped on the summed validation loss and refit on train + valid"
+        f" (student: {result.best_iteration} rounds)"
     )
     return result
 

@@ -16,6 +16,7 @@ from model.scoring.predictor import COMPILED_KEY
 from training import dataset, ope, pipeline, train
 from training.ope import ESTIMATORS
 from training.promote import PromotionRefusedError, _decide, evaluate_gate, held_out, pair_lead, promote
+from training.report import LABELS
 from training.simulate import SimConfig, simulate, write
 
 
@@ -61,7 +62,7 @@ def test_model_beats_random_and_report_is_complete(trained: tuple[ModelStore, pi
     html = store.read("v1", "report.html").decode()
     assert "calibration.png" in html
     assert "AUC by week of the send" in html
-    assert f"{report['ope']['lead'].upper()} (lead)" in html  # estimators side by side, the lead marked
+    assert f"{LABELS[report['ope']['lead']]} (lead)" in html  # estimators side by side, the lead marked
     assert "Error against the true value" in html
     assert store.read("v1", "calibration.png").startswith(b"\x89PNG")
     assert store.read("v1", "policies.png").startswith(b"\x89PNG")
@@ -202,13 +203,14 @@ def test_gate_uses_one_estimator_for_both_sides() -> None:
     def est(ess: float, matched: int, value: float = 1.0) -> ope.Estimate:
         return ope.Estimate(value, (value - 0.5, value + 0.5), ess, 3.0, matched, 1.0, 1000 if ess else 0)
 
-    thick, thin = {"dr": est(500, 600), "mdr": est(300, 900)}, {"dr": est(2, 40), "mdr": est(300, 900)}
-    blind = {"dr": est(0, 0, math.nan), "mdr": est(300, 900)}  # no logged propensity: estimated channel ones
-    assert pair_lead({"challenger": thick, "champion": thick}) == "dr"
-    assert pair_lead({"challenger": thick, "champion": thin}) == "dr"  # thin weights widen the interval
-    assert pair_lead({"challenger": thin, "champion": thick}) == "dr"  # ... whichever side is the challenger
+    thick = {"dr": est(500, 600), "switch": est(500, 600), "mdr": est(300, 900)}
+    thin = {"dr": est(2, 40), "switch": est(2, 30), "mdr": est(300, 900)}
+    blind = {"dr": est(0, 0, math.nan), "switch": est(0, 0, math.nan), "mdr": est(300, 900)}  # estimated channel ones
+    assert pair_lead({"challenger": thick, "champion": thick}) == "switch"
+    assert pair_lead({"challenger": thick, "champion": thin}) == "switch"  # huge weights cannot decide alone
+    assert pair_lead({"challenger": thin, "champion": thick}) == "switch"  # ... whichever side is the challenger
     assert pair_lead({"challenger": thick, "champion": blind}) == "mdr"
-    assert pair_lead({"challenger": thick}) == "dr"  # first model
+    assert pair_lead({"challenger": thick}) == "switch"  # first model
 
 
 def test_gate_decision_rule() -> None:

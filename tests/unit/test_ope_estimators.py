@@ -335,20 +335,37 @@ def _e(value: float = 1.0, ess: float = 500.0, matched: int = 400, n: int = 1000
 
 def test_lead_rule() -> None:
     nan = _e(math.nan, 0.0, 0, 0)
-    assert ope.lead_estimator({"dm": _e(), "dr": _e(), "mdr": _e(ess=900)}) == "dr"
-    # thin full-action weights: ESS below 1% of the decisions, or fewer than 30 matched -> MDR
-    assert ope.lead_estimator({"dm": _e(), "dr": _e(ess=5.0), "mdr": _e(ess=300)}) == "mdr"
-    assert ope.lead_estimator({"dm": _e(), "dr": _e(ess=50.0, matched=12), "mdr": _e(ess=300)}) == "mdr"
-    # thin but nothing better: DR stays (its interval shows the noise)
-    assert ope.lead_estimator({"dm": _e(), "dr": _e(ess=5.0)}) == "dr"
-    assert ope.lead_estimator({"dm": _e(), "dr": _e(ess=5.0), "mdr": _e(ess=2.0)}) == "dr"
-    assert ope.lead_estimator({"dm": _e(), "dr": _e(ess=5.0), "mdr": nan}) == "dr"
+    assert ope.lead_estimator({"dm": _e(), "dr": _e(), "switch": _e(), "mdr": _e(ess=900)}) == "dr"
+    # thin full-action weights: ESS below 1% of the decisions, or fewer than 30 matched -> Switch-DR
+    assert ope.lead_estimator({"dm": _e(), "dr": _e(ess=5.0), "switch": _e(ess=3.0), "mdr": _e(ess=300)}) == "switch"
+    thin = _e(ess=50.0, matched=12)
+    assert ope.lead_estimator({"dm": _e(), "dr": thin, "switch": _e(), "mdr": _e(ess=300)}) == "switch"
+    # thin but no Switch-DR: DR stays (its interval shows the noise)
+    assert ope.lead_estimator({"dm": _e(), "dr": _e(ess=5.0), "mdr": _e(ess=300)}) == "dr"
+    assert ope.lead_estimator({"dm": _e(), "dr": _e(ess=5.0), "switch": nan}) == "dr"
     # no propensities -> DM
-    assert ope.lead_estimator({"dm": _e(), "dr": nan, "mdr": nan}) == "dm"
+    assert ope.lead_estimator({"dm": _e(), "dr": nan, "switch": nan, "mdr": nan}) == "dm"
     assert ope.lead_estimator({"dm": _e(), "dr": nan, "mdr": _e()}) == "mdr"  # only the embedding's propensity known
-    assert ope.lead_estimator({"dm": _e(), "dr": _e(ess=5.0), "mdr": _e(ess=300)}, min_ess_share=0.001) == "dr"
+    assert ope.lead_estimator({"dm": _e(), "dr": _e(ess=5.0), "switch": _e()}, min_ess_share=0.001) == "dr"
     with pytest.raises(ValueError, match="no usable"):
         ope.lead_estimator({"dr": nan})
+
+
+def test_switch_dr_drops_the_correction_of_weights_above_tau() -> None:
+    # The hand example: every weight is <= 2, so with the default tau Switch-DR is DR (1.375). With tau = 1.5 the
+    # decisions weighted 2 (0 and 3) keep q_pi alone: (1 + 0, 0.5 + 0, 1.5 + 1 x 1, 0.5 + 0) / 4 = 4.5 / 4.
+    assert _hand()["switch"].value == pytest.approx(1.375)
+    t = ope.switch_terms(R, P, PI, QL, QP, tau=1.5)
+    assert t.value() == pytest.approx(1.125)
+    est = ope.estimate(t, n_boot=50)
+    assert (est.matched, est.max_weight) == (1, 1.0)  # diagnostics describe the weights actually used
+    # one huge weight with a large residual moves DR far off; Switch-DR stays at the reward model there
+    r, p, pi, ql, qp = [0.0, 0.0, 0.0, 0.0], [0.5, 0.5, 0.5, 0.0005], [1.0, 1.0, 1.0, 1.0], [1.0] * 4, [1.0] * 4
+    # q_pi + w (r - q) = 1 + 2 x (0 - 1) = -1 for the first three, 1 - 2000 for the last
+    assert ope.dr(r, p, pi, ql, qp).value == pytest.approx((-1 - 1 - 1 + 1 - 2000) / 4)
+    assert ope.switch_terms(r, p, pi, ql, qp).value() == pytest.approx((-1 - 1 - 1 + 1) / 4)
+    with pytest.raises(ValueError, match="tau"):
+        ope.switch_terms(R, P, PI, QL, QP, tau=0)
 
 
 def test_mean_weight_is_the_targets_mass_the_log_can_see() -> None:

@@ -32,6 +32,7 @@ from training.ope.estimators import (
     sndr_terms,
     snips,
     snips_terms,
+    switch_terms,
     terms_all,
 )
 
@@ -64,5 +65,6 @@ __all__ = [
     "sndr_terms",
     "snips",
     "snips_terms",
+    "switch_terms",
     "terms_all",
 ]
