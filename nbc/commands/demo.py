@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
+from unittest.mock import patch
 
 import httpx
 import pyarrow as pa
@@ -233,6 +234,29 @@ def _walkthrough(customer: str, answer: dict[str, Any] | None, state: Path | Non
     )
 
 
+@contextmanager
+def _demo_environment(store_dir: Path) -> Iterator[None]:
+    """The demo's settings, for its run only: the caller's environment (and settings) come back after it, so a
+    later command or test in the same process keeps its own."""
+    defaults = {
+        # One demo process, so one pseudonym key for its logs (a deployment reads it from SSM; docs/operations.md).
+        "NBC_PSEUDONYM_KEY": secrets.token_hex(16),
+        # A batch job against the embedded moto (one Python process, one GIL, on a shared machine): a large call can
+        # take seconds, so the demo is patient; the API's short budgets are for serving, not for a local batch.
+        "NBC_AWS_READ_TIMEOUT": "60",
+        # The handlers' JSON logs and CloudWatch metric lines would drown the tables (no CloudWatch here anyway).
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+        "POWERTOOLS_METRICS_DISABLED": "true",
+    }
+    values = {k: v for k, v in defaults.items() if k not in os.environ} | {"NBC_MODEL_STORE": str(store_dir)}
+    with patch.dict(os.environ, values):
+        get_settings.cache_clear()
+        try:
+            yield
+        finally:
+            get_settings.cache_clear()
+
+
 def run(
     customers: int,
     days: int,
@@ -241,6 +265,15 @@ def run(
     store: str | None = None,
     state: Path | None = None,
 ) -> dict[str, Any]:
+    """The demo; its environment settings hold for the run only (`_demo_environment`)."""
+    # The model store `nbc serve` reads (the default .nbc/models), and the local store's file beside it: the
+    # demo's table is saved there at the end, so the server restores the demo's customers.
+    store_dir = Path(store or get_settings().model_store).resolve()
+    with _demo_environment(store_dir):
+        return _run(customers, days, seed, workdir, store_dir, state)
+
+
+def _run(customers: int, days: int, seed: int, workdir: Path, store_dir: Path, state: Path | None) -> dict[str, Any]:
     from nbc.commands.training import pipeline_steps, print_policy_value
     from training import pipeline
     from training.promote import PromotionRefusedError, promote
@@ -249,20 +282,7 @@ def run(
     from training.sources import export_table
 
     workdir.mkdir(parents=True, exist_ok=True)
-    # The model store `nbc serve` reads (the default .nbc/models), and the local store's file beside it: the
-    # demo's table is saved there at the end, so the server restores the demo's customers.
-    store_dir = Path(store or get_settings().model_store).resolve()
-    os.environ["NBC_MODEL_STORE"] = str(store_dir)
-    get_settings.cache_clear()
     state = state or snapshot.default_path()
-    # One demo process, so one pseudonym key for its logs (a deployment reads it from SSM; docs/operations.md).
-    os.environ.setdefault("NBC_PSEUDONYM_KEY", secrets.token_hex(16))
-    # A batch job against the embedded moto (one Python process, one GIL, on a shared machine): a large call can
-    # take seconds, so the demo is patient; the API's short budgets are for serving, not for a local batch.
-    os.environ.setdefault("NBC_AWS_READ_TIMEOUT", "60")
-    # The handlers' JSON logs and CloudWatch metric lines would drown the tables (no CloudWatch here anyway).
-    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
-    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     started = time.perf_counter()
     with local_aws(separate_process=True) as endpoint:  # moto works on the second core
         table_name = get_settings().table_name

@@ -3,6 +3,7 @@ app, restarted twice on the same folder, serves the demo's model and customers f
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -27,17 +28,20 @@ POLICIES = {"model", "random", "global_best", "most_engaged", "last_engaged", "l
 
 
 def test_demo_runs_the_main_job_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # run() sets these for its own output; monkeypatch restores them after the test.
-    monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "WARNING")
-    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
     monkeypatch.setenv("NBC_MODEL_STORE", str(tmp_path / "nbc" / "models"))  # a .nbc-like folder of its own
     monkeypatch.setenv("NBC_TABLE_NAME", "nbc-demo")
-    # run() sets these only when unset (os.environ.setdefault): set here, monkeypatch removes them after the test,
-    # so the demo's patient read budget never leaks into later tests of this worker (the 2 s budget test).
-    monkeypatch.setenv("NBC_AWS_READ_TIMEOUT", "60")
-    monkeypatch.setenv("NBC_PSEUDONYM_KEY", "demo-test-key")
+    # run() sets its own settings (patient read budget, quiet logs, a pseudonym key) for its run only
+    for name in ("NBC_AWS_READ_TIMEOUT", "POWERTOOLS_LOG_LEVEL", "NBC_PSEUDONYM_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")  # a caller's own value is kept, and restored
 
     out = run(customers=60, days=21, seed=3, workdir=tmp_path / "nbc" / "demo")
+    # ... and leaves the environment as it found it: the demo's 60 s budget never leaks into later tests of this
+    # worker (the 2 s budget test failed when it did)
+    assert not {"NBC_AWS_READ_TIMEOUT", "POWERTOOLS_LOG_LEVEL", "NBC_PSEUDONYM_KEY"} & set(os.environ)
+    assert os.environ["POWERTOOLS_METRICS_DISABLED"] == "false"
+    assert get_settings().aws_read_timeout != 60
+    monkeypatch.setenv("NBC_PSEUDONYM_KEY", "demo-test-key")  # for the serving part below
 
     counts = out["counts"]
     assert counts["stored"] > 500
