@@ -104,3 +104,29 @@ def manifest_for(lay: FeatureLayout, version: str, files: dict[str, str] | None 
 def publish(store: ModelStore, booster: Any, version: str, lay: FeatureLayout | None = None) -> None:
     lay = lay or layout()
     store.publish(version, {"model.txt": booster.model_to_string().encode()}, manifest_for(lay, version))
+
+
+def served_model(booster: Any, ts: Any, version: str, gone: Any) -> Any:
+    """A booster trained on a training set, as serving loads it: compiled, with the set's layout, message levels,
+    objective and the unsupported actions `gone` (a manifest `Unsupported`)."""
+    from model.scoring.predictor import LoadedModel, group_widths
+    from model.scoring.tree_scorer import TreeScorer
+
+    lay: FeatureLayout = ts.layout
+    names, cats = list(lay.names), list(lay.categorical)
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    manifest = Manifest(
+        version=version,
+        created_at=now,
+        training_window=(now, now),
+        features=names,
+        categorical=cats,
+        schema_hash=schema_hash(names, cats, ts.levels),
+        levels=ts.levels,
+        channels=list(get_settings().channels),
+        objective=ts.objective,
+        unsupported=gone,
+    )
+    scorer = TreeScorer.from_dump(booster.dump_model())
+    scorer.prepare(group_widths(lay))
+    return LoadedModel(version, manifest, "compiled", lay, scorer=scorer)

@@ -17,13 +17,11 @@ import pytest
 
 from model.domain.aggregate import FoldEvent, replay
 from model.domain.decide import decide
-from model.domain.features import FeatureLayout
-from model.domain.manifest import Manifest, Unsupported, schema_hash
+from model.domain.manifest import Unsupported
 from model.domain.recommend_schemas import NONE_CHANNEL, RecommendationRequest
 from model.domain.schemas import Profile
 from model.domain.settings import get_settings
-from model.scoring.predictor import LoadedModel, group_widths
-from model.scoring.tree_scorer import TreeScorer
+from tests.scoring_helpers import served_model
 from training import dataset
 from training.evaluate import model_policy, model_values, unsupported
 from training.records import normalise_touchpoints, profiles_map
@@ -42,28 +40,6 @@ def served_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NBC_CAPS__PER_CHANNEL_WEEK", "2")  # tight caps, so the cap rules do bind
     monkeypatch.setenv("NBC_CAPS__TOTAL_WEEK", "3")
     get_settings.cache_clear()
-
-
-def _loaded(booster: object, ts: dataset.TrainingSet) -> LoadedModel:
-    """The booster as serving loads it, with the manifest's objective and unsupported actions."""
-    lay: FeatureLayout = ts.layout
-    names, cats = list(lay.names), list(lay.categorical)
-    now = datetime(2026, 11, 1, tzinfo=UTC)
-    manifest = Manifest(
-        version="parity",
-        created_at=now,
-        training_window=(now, now),
-        features=names,
-        categorical=cats,
-        schema_hash=schema_hash(names, cats, ts.levels),
-        levels=ts.levels,
-        channels=list(get_settings().channels),
-        objective=ts.objective,
-        unsupported=Unsupported(**unsupported(ts)),
-    )
-    scorer = TreeScorer.from_dump(booster.dump_model())  # type: ignore[attr-defined]
-    scorer.prepare(group_widths(lay))
-    return LoadedModel("parity", manifest, "compiled", lay, scorer=scorer)
 
 
 @pytest.mark.usefixtures("served_settings")
@@ -89,7 +65,7 @@ def test_offline_grid_rules_and_policy_equal_serving(objective: dataset.Objectiv
     assert ctx is not None
     assert len(ctx) >= 40
     booster = train_local(ts, rounds=30, early_stopping=10, threads=1).booster
-    model = _loaded(booster, ts)
+    model = served_model(booster, ts, "parity", Unsupported(**unsupported(ts)))
     settings = get_settings()
     assert ts.no_contact == (labels == "window")
     offline = model_policy(booster, ts)

@@ -13,12 +13,11 @@ import pytest
 
 from model.domain.aggregate import FoldEvent, replay
 from model.domain.decide import build_grid, decide
-from model.domain.manifest import Manifest, Unsupported, schema_hash
+from model.domain.manifest import Manifest, Unsupported
 from model.domain.recommend_schemas import Policy, RecommendationRequest
 from model.domain.schemas import Profile
 from model.domain.settings import get_settings
-from model.scoring.predictor import LoadedModel, group_widths
-from model.scoring.tree_scorer import TreeScorer
+from tests.scoring_helpers import served_model
 from training import dataset, pipeline, sources
 from training.evaluate import model_policy, model_values, unsupported
 from training.records import normalise_touchpoints, profiles_map
@@ -66,27 +65,6 @@ def log_without(channel: str) -> dict[str, Any]:
     }
 
 
-def served(booster: Any, ts: dataset.TrainingSet, gone: Unsupported) -> LoadedModel:
-    lay = ts.layout
-    names, cats = list(lay.names), list(lay.categorical)
-    now = datetime(2026, 11, 1, tzinfo=UTC)
-    manifest = Manifest(
-        version="support",
-        created_at=now,
-        training_window=(now, now),
-        features=names,
-        categorical=cats,
-        schema_hash=schema_hash(names, cats, ts.levels),
-        levels=ts.levels,
-        channels=list(get_settings().channels),
-        objective=ts.objective,
-        unsupported=gone,
-    )
-    scorer = TreeScorer.from_dump(booster.dump_model())
-    scorer.prepare(group_widths(lay))
-    return LoadedModel("support", manifest, "compiled", lay, scorer=scorer)
-
-
 @pytest.mark.usefixtures("settings_env")
 def test_the_training_run_flags_the_unseen_channel_in_report_and_manifest(tmp_path: Any) -> None:
     log = log_without(UNSEEN)
@@ -115,7 +93,7 @@ def test_an_unseen_channel_is_only_explored_with_its_exact_propensity_online_and
     gone = Unsupported(**unsupported(ts))
     assert gone.channels == [UNSEEN]
     booster = train_local(ts, rounds=30, early_stopping=10, threads=1).booster
-    model = served(booster, ts, gone)
+    model = served_model(booster, ts, "support", gone)
     c_unseen = list(get_settings().channels).index(UNSEEN)
 
     # What a tree leaf says about the unseen channel, without the prior: some positive value (the failure mode).
