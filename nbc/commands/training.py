@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from model.domain.objective import OBJECTIVES
 from model.domain.settings import get_settings
 from nbc.progress import PlainProgress
 
@@ -84,7 +85,7 @@ def train(
     partitions: Annotated[
         int | None, typer.Option(min=1, help="Engine dask: customer-hash partitions (default 4 per worker)")
     ] = None,
-    objective: Annotated[str, typer.Option(help="click, visit, conversion or value")] = "conversion",
+    objective: Annotated[str, typer.Option(help=", ".join(OBJECTIVES))] = "conversion",
     split: Annotated[str, typer.Option(help="temporal or customer")] = "temporal",
     window_days: Annotated[float | None, typer.Option(help="Attribution window (default from settings)")] = None,
     simulated_truth: Annotated[Path | None, typer.Option(help="truth.json of a simulation (oracle values)")] = None,
@@ -132,8 +133,8 @@ def train(
     from training.importer.quality import read as read_quality
     from training.sources import SourceError
 
-    if objective not in ("click", "visit", "conversion", "value"):
-        raise typer.BadParameter("objective must be click, visit, conversion or value", param_hint="--objective")
+    if objective not in OBJECTIVES:
+        raise typer.BadParameter(f"objective must be one of {', '.join(OBJECTIVES)}", param_hint="--objective")
     if engine not in ("local", "dask"):
         raise typer.BadParameter("engine must be local or dask", param_hint="--engine")
     if split not in ("temporal", "customer"):

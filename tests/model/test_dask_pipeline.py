@@ -108,3 +108,14 @@ def test_cli_refuses_an_unknown_engine(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["train", "--source", str(tmp_path), "--engine", "spark"])
     assert result.exit_code == 2
     assert "engine must be local or dask" in result.output
+
+
+def test_cli_refuses_an_unknown_objective_naming_the_known_ones(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from nbc.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--source", str(tmp_path), "--objective", "revenue"])
+    assert result.exit_code == 2
+    text = " ".join(result.output.replace("│", " ").split())  # the error box wraps the message
+    assert "objective must be one of click, visit, conversion, value" in text
