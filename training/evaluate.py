@@ -20,7 +20,7 @@ from sklearn.metrics import log_loss, roc_auc_score
 
 from model.domain.catalogue import catalogue
 from model.domain.manifest import Unsupported
-from model.domain.objective import UNITS, cell_values, check_objective, cost_scale, supported_cells
+from model.domain.objective import UNITS, cell_values, check_objective, cost_scale, supported_cells, unknown_messages
 from model.domain.rules import message_costs
 from model.domain.settings import get_settings
 from training import marketing, ope
@@ -226,7 +226,9 @@ def model_values(
     )
     gone = gone if gone is not None else Unsupported(**unsupported(ts))
     messages: list[str | None] = list(ts.levels["message"]) or [None]
-    supported = supported_cells(list(catalogue().names), messages, gone.channels, gone.messages)
+    # As decide: the grid's messages the booster has no level for (another version's levels) get no lift either.
+    unknown = unknown_messages(messages, encode_levels if encode_levels is not None else ts.levels["message"])
+    supported = supported_cells(list(catalogue().names), messages, gone.channels, [*gone.messages, *unknown])
     # The message's catalogue cost on top of the channel's, as serving's Grid.costs (none declared: 0).
     costs = _costs()[:, None] + message_costs(messages, get_settings())[None, :]
     return expected_value(scores, none, ctx, ts.objective, costs, None if supported is None else supported[:, 0, :])

@@ -36,7 +36,7 @@ from model.domain.features import (
     slot_feature_rows,
 )
 from model.domain.model_protocol import GridPrediction, Model
-from model.domain.objective import cell_values, is_probability, supported_cells
+from model.domain.objective import cell_values, is_probability, supported_cells, unknown_messages
 from model.domain.policy import action_probabilities, greedy_cell, holdout_bucket
 from model.domain.reasons import Option, contrast_cells, contrastive, heuristic_reason, only_channel
 from model.domain.recommend_schemas import (
@@ -148,9 +148,13 @@ def no_contact_score(model: Model, groups: list[npt.NDArray[np.float64]]) -> flo
     return float(model.predict_grid([cust, none_ch, slot[:1], msg]).proba.ravel()[0])
 
 
-def _unsupported(model: Model | None) -> tuple[list[str], list[str]]:
-    """The model's channels and messages without training support (none for the heuristic)."""
-    return (list(model.unsupported.channels), list(model.unsupported.messages)) if model else ([], [])
+def _unsupported(model: Model | None, messages: Sequence[str | None]) -> tuple[list[str], list[str]]:
+    """The model's channels and messages without training support (none for the heuristic): its manifest's, and
+    the grid's messages the model has no level for (`objective.unknown_messages`)."""
+    if model is None:
+        return [], []
+    unknown = unknown_messages(messages, model.message_levels)
+    return list(model.unsupported.channels), [*model.unsupported.messages, *unknown]
 
 
 def diverse(ranked: npt.NDArray[np.int64], shape: tuple[int, ...], k: int) -> list[int]:
@@ -266,7 +270,7 @@ def decide(
     value = conversion_value(history, s)
     objective = model.objective if model else "conversion"
     # Cells of a channel or message without training support get the prior (no lift), not a tree leaf.
-    supported = supported_cells(grid.channels, grid.messages, *_unsupported(model))
+    supported = supported_cells(grid.channels, grid.messages, *_unsupported(model, grid.messages))
     if supported is not None:
         scored.p = np.where(supported, scored.p, scored.p_none)
     # Incremental expected value: what contacting adds over not contacting (p_none), minus the cost (channel +

@@ -18,6 +18,7 @@ a positive value) and are reached only by exploration until the log has data for
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal, get_args
 
 import numpy as np
@@ -92,6 +93,14 @@ def realised_value(
     else:
         got = np.asarray(conversion_value, dtype=np.float64)
     return np.asarray(got - np.asarray(costs, dtype=np.float64) * scale)
+
+
+def unknown_messages(messages: Sequence[str | None], levels: Sequence[str]) -> list[str]:
+    """The grid's messages a model with message levels never saw: a message added to the catalogue after it was
+    trained (its trees would send it down whichever branch unseen categories take). None for a model without
+    message levels (it scores every cell as "no message")."""
+    known = set(levels)
+    return [m for m in messages if known and m is not None and m not in known]
 
 
 def supported_cells(

@@ -288,3 +288,19 @@ def test_fallback_heuristic_without_a_model() -> None:
     assert resp.model_version is None
     assert resp.recommendations[0].channel == "push"  # the best smoothed conversion rate
     assert resp.recommendations[0].reasons[0].feature == "ch_conversion_rate"
+
+
+def test_a_message_the_model_never_saw_gets_no_lift(model: LoadedModel) -> None:
+    # The model's message levels are msg-a..msg-c; msg-new came to the catalogue after it was trained. Its cells get
+    # the prior "no lift" (worth minus their cost), not whatever branch the trees send an unseen category down.
+    profile = Profile(quiet_hours=QuietHours(start=time(0), end=time(0)))
+    known = decide(req(channels=["email"], horizon_hours=3, messages={"email": ["msg-c"]}), engaged(), profile, model)
+    assert known.policy == Policy.model
+    assert known.recommendations[0].message_id == "msg-c"
+    assert known.recommendations[0].expected_value > 0
+    new = decide(req(channels=["email"], horizon_hours=3, messages={"email": ["msg-new"]}), engaged(), profile, model)
+    assert new.recommendations[0].channel == "none"  # nothing worth its cost: don't contact now
+    both = req(channels=["email"], horizon_hours=3, messages={"email": ["msg-new", "msg-c"]}, k=6)
+    recs = decide(both, engaged(), profile, model).recommendations
+    assert recs
+    assert all(r.message_id == "msg-c" for r in recs)
