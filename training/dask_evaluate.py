@@ -6,7 +6,7 @@ The driver computes only what needs every partition, from small summaries: the b
 channel model (fitted on per-decision features, a few numbers per decision) and the two cross-fitted reward
 models (lightgbm.dask on the rows where they are). Every partition then scores its grids, builds the same
 policies as the local evaluation (training/evaluate.py) and returns, per estimator and policy, the column sums
-of the estimator's terms (training/ope/estimators.py: an estimate is a ratio of sums) per block of customers.
+of the estimator's terms (training/ope/bootstrap.py: an estimate is a ratio of sums) per block of customers.
 Estimates are ratios of the summed columns; intervals come from a bootstrap over those customer blocks.
 """
 

@@ -3,31 +3,33 @@
 See docs/ope.md. Pure numpy: nothing here imports the rest of the project.
 """
 
-from training.ope.estimators import (
-    ESTIMATORS,
+from training.ope.bootstrap import (
     LEVEL,
-    MIN_ESS_SHARE,
-    MIN_MATCHED,
     N_BOOT,
     Difference,
     Estimate,
     Terms,
     bootstrap_indices,
+    estimate,
+    kish_ess,
+    paired_difference,
+)
+from training.ope.estimators import (
+    ESTIMATORS,
+    MIN_ESS_SHARE,
+    MIN_MATCHED,
     dm,
     dm_terms,
     dr,
     dr_terms,
-    estimate,
     estimate_all,
     ips,
     ips_terms,
-    kish_ess,
     lead_estimator,
     mdr,
     mdr_terms,
     mips,
     mips_terms,
-    paired_difference,
     sndr,
     sndr_terms,
     snips,
