@@ -51,6 +51,11 @@ def _params(ts: TrainingSet, overrides: dict[str, Any] | None, threads: int) -> 
     return {**DEFAULT_PARAMS, **objective_params(ts.objective), "num_threads": threads, **(overrides or {})}
 
 
+def refit_rounds(best: int, n_train: int, n_refit: int) -> int:
+    """The early-stopped round count scaled to the refit's larger set (train + valid rows)."""
+    return max(1, round(best * n_refit / max(1, n_train)))
+
+
 def train_local(
     ts: TrainingSet,
     *,
@@ -81,7 +86,7 @@ def train_local(
     if booster.best_iteration and refit:
         # Early stopping chose the round count; the validation period is the newest training data (behaviour
         # drifts), so refit on train + valid with the rounds scaled to the larger set.
-        scaled = max(1, round(best * (len(y_tr) + len(y_va)) / len(y_tr)))
+        scaled = refit_rounds(best, len(y_tr), len(y_tr) + len(y_va))
         both = lgb.Dataset(
             np.vstack([x_tr, x_va]), np.concatenate([y_tr, y_va]), feature_name=names, categorical_feature=cats
         )
@@ -108,7 +113,7 @@ def _fit(
         # As train_local: the validation period is the newest data, so refit on train + valid at the early-stopped
         # round count scaled to the larger set (stopping there and never refitting leaves drift unlearned).
         both = train | valid
-        scaled = max(1, round(booster.best_iteration * int(both.sum()) / max(1, int(train.sum()))))
+        scaled = refit_rounds(booster.best_iteration, int(train.sum()), int(both.sum()))
         refit = lgb.Dataset(ts.X[both], y[both], feature_name=names, categorical_feature=cats)
         booster = lgb.train(params, refit, num_boost_round=scaled)
     return booster
@@ -359,7 +364,7 @@ def _fit_parts(
         if loss[i] < loss[best]:
             best = i
     # As train_local: refit on train + valid (the newest period) at the chosen round count scaled to the larger set.
-    scaled = max(1, round((best + 1) * (sum(train_rows) + valid_rows) / max(1, sum(train_rows))))
+    scaled = refit_rounds(best + 1, sum(train_rows), sum(train_rows) + valid_rows)
     both = [
         (delayed(_rows, nout=2)(part, ("train", "valid"), width, target), c[0] + c[1])
         for part, target, c in zip(parts, per_part, counted, strict=True)
