@@ -35,7 +35,7 @@ from model.domain.settings import get_settings
 from training.labels import OBJECTIVE_EVENT, attribute, window_outcomes
 from training.ope.contexts import ContextBuilder, Contexts
 from training.records import no_contact_decisions, normalise_decisions, normalise_touchpoints, profiles_map
-from training.replay import MARKER, NO_CONTACT, replay
+from training.replay import MARKER, NO_CONTACT, ROW, replay
 from training.split import Split, choose_split, hash_share
 
 Labels = Literal["window", "attributed"]
@@ -291,7 +291,10 @@ def assemble(
         eval_dec = eval_dec.with_columns(pl.Series("_h", share)).sort("_h").head(max_contexts).drop("_h")
     eval_dec = eval_dec.sort("customer_id", "decided_at")
 
-    # One stream per customer: decision markers (rank 0), sends (1), other events (2), by time.
+    # One stream per customer, by time: decision markers, training rows and "don't contact" rows (rank 0: taken
+    # before anything at their instant is folded), sends (1), other events (2). A send's row is taken at its
+    # DECISION instant, as serving scores the logged action at request time: the customer's and channel's
+    # history as of the decision, the action's slot (the send instant) and message (training-serving parity).
     stream = pl.concat(
         [
             tp.select(
@@ -312,6 +315,18 @@ def assemble(
                 pl.lit(0.0).alias("value"),
                 pl.lit(0).alias("rank"),
             ),
+            sends.filter(pl.col("ch") < n_ch).select(
+                "customer_id",
+                pl.min_horizontal("decided_at", "send_ts").alias("ts"),  # a decision logged after its send: the send
+                pl.col("send_id").alias("event_id"),
+                "ch",
+                pl.lit(ROW, dtype=pl.Int32).alias("ev"),
+                pl.lit(0.0).alias("value"),
+                pl.lit(0).alias("rank"),
+                "row",
+                "message_id",
+                pl.col("send_ts").alias("slot"),
+            ),
             sends.filter(pl.col("ch") == n_ch).select(
                 "customer_id",
                 pl.col("send_ts").alias("ts"),
@@ -320,12 +335,10 @@ def assemble(
                 pl.lit(NO_CONTACT, dtype=pl.Int32).alias("ev"),
                 pl.lit(0.0).alias("value"),
                 pl.lit(0).alias("rank"),
+                "row",
             ),
         ],
-        how="vertical_relaxed",
-    ).sort("customer_id", "ts", "rank", "event_id")
-    stream = stream.join(
-        sends.select(pl.col("send_id").alias("event_id"), "row", "message_id"), on="event_id", how="left"
+        how="diagonal_relaxed",
     )
     stream = stream.join(
         eval_dec.with_row_index("ctx").select(pl.col("decision_id").alias("event_id"), "ctx"),

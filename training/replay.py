@@ -1,7 +1,8 @@
 """The point-in-time replay: the SAME fold the online aggregator applies, once per touchpoint, in time order.
 
-Each send's feature row is taken from the state just before the send: events that share the send's timestamp
-are folded only after the row is taken, so a row never reflects anything at or after its send. Decision
+Each send's feature row is taken at its decision instant, from the state just before it, as serving scores a
+candidate at request time: events that share that instant are folded only after the row is taken, so a row never
+reflects anything at or after its decision (and so nothing at or after its send). Decision
 markers hand the state at each evaluated decision to the context builder (training/ope/contexts.py).
 
 Customers are independent, so a large stream is cut at customer boundaries into one range per worker process.
@@ -22,14 +23,16 @@ import polars as pl
 
 from model.domain.aggregate import Aggregate, FoldEvent, fold
 from model.domain.catalogue import catalogue
+from model.domain.decide import scoring_history
 from model.domain.features import FeatureLayout, no_contact_row, row
 from model.domain.schemas import Profile
 from training.ope.contexts import ContextBuilder
 
 MARKER = -1  # a decision instant in the replay stream (not a touchpoint)
 NO_CONTACT = -2  # a logged "don't contact" decision's training row (not a touchpoint, never folded)
+ROW = -3  # a send's training row, at its decision instant (not a touchpoint, never folded; the send itself is)
 PARALLEL_MIN_EVENTS = 200_000
-COLUMNS = ("customer_id", "ts", "event_id", "ch", "ev", "value", "row", "message_id", "ctx")
+COLUMNS = ("customer_id", "ts", "event_id", "ch", "ev", "value", "row", "message_id", "ctx", "slot")
 Progress = Callable[[int, int], None]
 Put = Callable[[int, list[float]], None]
 
@@ -145,7 +148,7 @@ def replay_range(
     zone = profile.zone()
     step = max(1, (hi - lo) // 200)
     rows = zip(*(c[lo:hi] for c in cols), strict=True)
-    for i, (cid, ts, eid, ch, ev, value, out, msg, ctx) in enumerate(rows, start=lo):
+    for i, (cid, ts, eid, ch, ev, value, out, msg, ctx, slot) in enumerate(rows, start=lo):
         if cid != cur:
             cur, agg, pending, prev = cid, Aggregate(n_ch), [], ts
             profile = profiles.get(cid) or Profile()
@@ -159,10 +162,11 @@ def replay_range(
             builder.add(ctx, agg, profile, ts)
             continue
         if ev == NO_CONTACT:
-            put(out, no_contact_row(agg, profile.attributes, layout, ts, zone))
+            put(out, no_contact_row(scoring_history(agg), profile.attributes, layout, ts, zone))
             continue
-        if out is not None:
-            put(out, row(agg, profile.attributes, layout, ch, ts, zone, msg, messages))
+        if ev == ROW:  # what serving scores: a cold start's history is none (decide.scoring_history)
+            put(out, row(scoring_history(agg), profile.attributes, layout, ch, slot, zone, msg, messages, now=ts))
+            continue
         pending.append(FoldEvent(eid, ch, ev, ts, value))
         if progress is not None and i % step == 0:
             progress(i, total)

@@ -302,11 +302,15 @@ def row(
     zone: ZoneInfo,
     message_id: str | None,
     message_levels: Sequence[str],
+    now: float | None = None,
 ) -> list[float]:
-    """One full feature row (the training path; serving broadcasts the same groups)."""
+    """One full feature row (the training path; serving broadcasts the same groups): sending on `channel` at
+    `send_ts`, decided at `now` (default: the send instant), whose history the customer and channel features
+    describe, as serving takes them at request time."""
+    at = send_ts if now is None else now
     return (
-        customer_features(agg, attributes, layout, send_ts)
-        + channel_features(agg, channel, send_ts)
+        customer_features(agg, attributes, layout, at)
+        + channel_features(agg, channel, at)
         + slot_features(agg, send_ts, zone)
         + message_features(message_id, message_levels)
     )

@@ -12,6 +12,7 @@ import pytest
 
 from model.domain.aggregate import Aggregate, FoldEvent, fold
 from model.domain.catalogue import catalogue
+from model.domain.decide import scoring_history
 from model.domain.features import row
 from model.domain.schemas import EVENT_INDEX
 from training import dataset, train
@@ -123,31 +124,43 @@ def test_rows_see_only_the_strict_past() -> None:
     assert rows["e4"][names.index("visited_total")] == 1  # ... and is seen by the next send
 
 
-def _brute_force_row(events: list[dict[str, Any]], send: dict[str, Any], ts: dataset.TrainingSet) -> list[float]:
-    """Fold only the customer's events strictly before the send, then take the row: the definition."""
+def _brute_force_row(
+    events: list[dict[str, Any]], send: dict[str, Any], ts: dataset.TrainingSet, decided: float
+) -> list[float]:
+    """The definition: fold only the customer's events strictly before the send's DECISION instant (what serving
+    knew when it scored the action), then take the row of the send's channel, time and message, at that instant,
+    of the history serving scores (none for a cold start)."""
     cat = catalogue()
     agg = Aggregate.empty()
-    at = send["occurred_at"].timestamp()
     for ev in sorted(events, key=lambda e: e["occurred_at"]):
         t = ev["occurred_at"].timestamp()
-        if ev["customer_id"] == send["customer_id"] and t < at:
+        if ev["customer_id"] == send["customer_id"] and t < decided:
             kind = EVENT_INDEX[ev["event_type"]]
             fold(agg, FoldEvent(ev["event_id"], cat.index[ev["channel"]], kind, t, ev["value"]))
     channel = cat.index[send["channel"]]
-    return row(agg, {}, ts.layout, channel, at, ZoneInfo("UTC"), send["message_id"], ts.levels["message"])
+    at = send["occurred_at"].timestamp()
+    zone = ZoneInfo("UTC")
+    history = scoring_history(agg)
+    return row(history, {}, ts.layout, channel, at, zone, send["message_id"], ts.levels["message"], now=decided)
 
 
-def test_every_row_equals_a_replay_of_the_strict_past_on_simulated_data() -> None:
+def test_every_row_equals_a_replay_of_the_past_of_its_decision_on_simulated_data() -> None:
     sim = simulate(SimConfig(customers=60, days=25, seed=3))
     tps = sim["touchpoints"].to_pylist()
+    decided = {d["decision_id"]: d["decided_at"].timestamp() for d in sim["decisions"].to_pylist()}
     ts = dataset.build(sim["touchpoints"], None, sim["decisions"], split="customer", eval_fraction=0.0)
     by_id = {t["event_id"]: t for t in tps}
     sample = ts.meta["send_id"].to_list()[::7]
     assert len(sample) > 20
     index = {sid: i for i, sid in enumerate(ts.meta["send_id"].to_list())}
+    moved = 0
     for sid in sample:
-        expected = np.array(_brute_force_row(tps, by_id[sid], ts), dtype=np.float32)
+        send = by_id[sid]
+        expected = np.array(_brute_force_row(tps, send, ts, decided[send["decision_id"]]), dtype=np.float32)
         np.testing.assert_allclose(ts.X[index[sid]], expected, rtol=1e-6, err_msg=sid)
+        at_send = np.array(_brute_force_row(tps, send, ts, send["occurred_at"].timestamp()), dtype=np.float32)
+        moved += not np.allclose(expected, at_send, rtol=1e-6)
+    assert moved > len(sample) // 2  # the decision instant is not the send instant: rows differ (days since ...)
 
 
 def test_temporal_split_purges_the_window_and_customer_split_separates_customers() -> None:
@@ -173,6 +186,7 @@ def test_candidate_grid_uses_the_same_features_as_training_rows() -> None:
     log = [
         _tp("x1", "a", "email", "sent", T0, message_id="m1"),
         _tp("x1o", "a", "email", "opened", T0 + H),
+        _tp("x1c", "a", "email", "clicked", T0 + 2 * H),  # three events: not a cold start
         _tp("x2", "a", "sms", "sent", T0 + 2 * D, message_id="m2", decision_id="d2"),
     ]
     decisions = pa.Table.from_pylist(
@@ -212,11 +226,10 @@ def test_candidate_grid_uses_the_same_features_as_training_rows() -> None:
     assert ctx.allowed[k, c, s, m]
     grid = candidate_matrix(ctx, k, ts.levels["message"], ts.layout)
     i = ts.meta["send_id"].to_list().index("x2")
-    # The action's own features are the send's; history features are taken at the decision instant, as serving
-    # takes them at request time (the rules parity test holds the grid equal to serving's).
-    for name in ("local_hour", "local_dow", "message"):
-        assert grid[c, s, m][ts.names.index(name)] == ts.X[i][ts.names.index(name)]
-    assert grid[c, s, m][ts.names.index("channel")] == ts.X[i][ts.names.index("channel")]
+    # The training row of the logged send IS serving's candidate for that action: history features at the decision
+    # instant, the action's channel, slot and message (the rules parity test holds the grid equal to serving's).
+    np.testing.assert_array_equal(grid[c, s, m].astype(np.float32), ts.X[i])
+    assert ts.X[i][ts.names.index("days_since_first")] == pytest.approx(2 - 3 / 24)  # decided 3 h before the send
 
 
 def test_bad_inputs_say_what_is_wrong() -> None:
