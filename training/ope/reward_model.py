@@ -5,8 +5,10 @@
   from the held-out rows of the other fold's customers, and scores the decisions of fold k's customers, so no
   decision is scored by a model that saw its outcome or any held-out outcome of its customer. The held-out
   period alone (a few thousand rows and ~100 positives on small logs) overfits: its out-of-fold predictions
-  were half the observed rate, and DM / DR inherited that bias. Expected net reward of a cell: q valued in the
-  objective's units as serving values a candidate (model.domain.objective), not net of "don't contact".
+  were half the observed rate, and DM / DR inherited that bias. With attributed conversion labels it learns
+  through the funnel (P(click) x P(conversion | click), as the default model: `_funnel`), with channel and message
+  as categorical features. Expected net reward of a cell: q valued in the objective's units as serving values a
+  candidate (model.domain.objective), not net of "don't contact".
 * The logging channel model: P(logged channel | x) (multiclass, the same two folds), the marginal logging
   propensity of the channel that MIPS / MDR weight by, and the estimated propensity when the log has none.
 """
@@ -23,6 +25,7 @@ from model.domain.objective import cell_values
 from model.domain.settings import get_settings
 from training.ope.contexts import Contexts
 from training.split import hash_share
+from training.train import funnel_labels, has_clicks
 
 REWARD_PARAMS: dict[str, Any] = {
     "objective": "binary",
@@ -80,6 +83,8 @@ def fit(
     if objective == "value":
         params["objective"] = "regression"
     q = np.zeros(ctx.allowed.shape)
+    stages = _funnel(ts)
+    names, cats = list(ts.names), list(ts.layout.categorical)
     q_none = np.zeros(len(ctx)) if none_scores is not None else None
     for k in (0, 1):
         train = row_fold != k
@@ -92,8 +97,17 @@ def fit(
             pred = np.full((int(target.sum()), *ctx.allowed.shape[1:]), rate)
             if q_none is not None:
                 q_none[target] = rate
+        elif stages is not None:
+            pred = np.ones((int(target.sum()), *ctx.allowed.shape[1:]))
+            given = train.copy()
+            for label in stages:
+                data = lgb.Dataset(x[given], label=label[given], feature_name=names, categorical_feature=cats)
+                booster = lgb.train(params, data, num_boost_round=REWARD_ROUNDS)
+                pred *= grid_scores(booster, np.flatnonzero(target))
+                given &= label > 0
         else:
-            data = lgb.Dataset(x[train], label=(yk > 0).astype(float) if objective != "value" else yk)
+            label = (yk > 0).astype(float) if objective != "value" else yk
+            data = lgb.Dataset(x[train], label=label, feature_name=names, categorical_feature=cats)
             booster = lgb.train(params, data, num_boost_round=REWARD_ROUNDS)
             pred = grid_scores(booster, np.flatnonzero(target))
             if q_none is not None:
@@ -106,6 +120,16 @@ def fit(
         q_none = cell_values(q_none, 0.0, objective, ctx.value_hat, 0.0, settings)  # "don't contact" costs nothing
     p_channel, logloss, calib = _channel_model(ctx, ctx_fold, n_ch)
     return Nuisance(q, p_channel, logloss, calib, q_none)
+
+
+def _funnel(ts: Any) -> list[np.ndarray] | None:
+    """The stage labels (click, then conversion) when the reward model learns through the funnel, as the default
+    model does: clicks are many times more frequent than conversions, so the first stage learns channel, hour
+    and message effects from far more positives. Attributed conversion labels only (window outcomes are not a
+    funnel)."""
+    if ts.objective != "conversion" or ts.labels == "window" or not has_clicks(ts):
+        return None
+    return funnel_labels(ts)
 
 
 def _channel_model(ctx: Contexts, fold: np.ndarray, n_ch: int) -> tuple[np.ndarray, float, dict[str, list[float]]]:
