@@ -192,15 +192,18 @@ def summary(
     }
 
 
-def uplift(src: Sources, window_days: float, as_of: float | None, oracle: Oracle | None) -> dict[str, Any]:
-    """Measured uplift of the served decisions over the holdout in the whole log (training/uplift.py), and the
-    oracle's true uplift on simulated data; {"measured": None, "reason": ...} when it cannot be measured."""
+def uplift(
+    src: Sources, window_days: float, as_of: float | None, oracle: Oracle | None, objective: str = "conversion"
+) -> dict[str, Any]:
+    """Measured uplift of the served decisions over the holdout in the whole log (training/uplift.py), in the
+    objective's units, and the oracle's true uplift on simulated data (conversion objectives: the oracle values
+    conversions); {"measured": None, "reason": ...} when it cannot be measured."""
     out: dict[str, Any] = {"measured": None, "reason": None, "true": None}
     try:
-        out["measured"] = measure.measured(src, window_days, as_of)
+        out["measured"] = measure.measured(src, window_days, as_of, objective=objective)
     except ValueError as exc:  # no decisions, no policy column, no holdout arm, no complete window
         out["reason"] = str(exc)
         return out
-    if oracle is not None:
+    if oracle is not None and objective in ("conversion", "value"):
         out["true"] = measure.true_uplift(src, oracle, window_days, as_of)
     return out

@@ -168,7 +168,7 @@ def run(source: str | sources.Sources, store_uri: str, opts: Options, step: Step
     oracle = Oracle.load(opts.simulated_truth) if opts.simulated_truth else None
     rep = evaluate.evaluate(result.booster, ts, oracle)
     if rep.get("marketing"):
-        rep["marketing"]["uplift"] = marketing.uplift(src, ts.window_days, opts.as_of, oracle)
+        rep["marketing"]["uplift"] = marketing.uplift(src, ts.window_days, opts.as_of, oracle, ts.objective)
     rep["training"] = {
         "engine": result.engine,
         "model": result.model,

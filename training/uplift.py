@@ -26,6 +26,11 @@ customers' and all customers' (residuals around their arm's mean, resampled at t
 differ in spread for another reason (the contacts' own effects, e.g. without organic conversions), this errs
 on the wide side.
 On simulated data, `true_uplift` gives the oracle's incremental value of the logged actions per decision.
+
+In the objective's units (model.domain.objective), as the report's policy values: conversion value for
+`conversion` and `value`; for `click` and `visit`, the customer's clicks (visits) in the window minus the contact
+cost / `click_value` (`visit_value`), i.e. extra clicks (visits) per decision. The oracle values conversions, so
+`true_uplift` exists for the conversion objectives only.
 """
 
 from __future__ import annotations
@@ -35,8 +40,9 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from model.domain.aggregate import CONVERTED, SENT
+from model.domain.aggregate import CLICKED, CONVERTED, SENT, VISITED
 from model.domain.catalogue import catalogue
+from model.domain.objective import UNITS, check_objective, cost_scale
 from model.domain.recommend_schemas import NONE_CHANNEL
 from model.domain.settings import get_settings
 from training.records import _as_utc, _epoch, normalise_touchpoints
@@ -64,8 +70,15 @@ def _decisions(src: Sources) -> pl.DataFrame:
     ).unique(subset="decision_id", keep="first")
 
 
-def per_customer(src: Sources, window_days: float, as_of: float | None = None) -> pl.DataFrame:
-    """One row per customer with decisions: arm, decisions, contact cost, conversion value, net value."""
+OUTCOME_EVENT = {"click": CLICKED, "visit": VISITED, "conversion": CONVERTED, "value": CONVERTED}
+
+
+def per_customer(
+    src: Sources, window_days: float, as_of: float | None = None, objective: str = "conversion"
+) -> pl.DataFrame:
+    """One row per customer with decisions: arm, decisions, contact cost, outcome and net value, in the objective's
+    units (conversion value; clicks or visits counted, the cost scaled by their configured value)."""
+    check_objective(objective)
     dec = _decisions(src)
     tp = normalise_touchpoints(src.touchpoints)
     end = float(as_of if as_of is not None else tp["ts"].max())  # type: ignore[arg-type]
@@ -79,8 +92,9 @@ def per_customer(src: Sources, window_days: float, as_of: float | None = None) -
     unpriced = sorted(set(dec["channel"].drop_nulls().unique().to_list()) - set(costs))
     if unpriced:
         raise ValueError(f"decisions on channels without a configured cost: {', '.join(map(str, unpriced))}")
+    scale = cost_scale(objective, settings)
     dec = dec.with_columns(
-        pl.col("channel").replace_strict(costs, default=0.0, return_dtype=pl.Float64).alias("cost"),
+        (pl.col("channel").replace_strict(costs, default=0.0, return_dtype=pl.Float64) * scale).alias("cost"),
         (pl.col("policy") == "holdout").alias("holdout"),
     ).with_columns(pl.when(pl.col("channel") == NONE_CHANNEL).then(0.0).otherwise(pl.col("cost")).alias("cost"))
     cust = dec.group_by("customer_id").agg(
@@ -101,7 +115,10 @@ def per_customer(src: Sources, window_days: float, as_of: float | None = None) -
     stop = pl.min_horizontal(pl.col("last_decision") + window, pl.col("next_decision").fill_null(float("inf")))
     cust = cust.join(following, on="customer_id", how="left").with_columns(stop.alias("last"))
     cust = cust.drop("last_decision", "next_decision")
-    conv = tp.filter(pl.col("ev") == CONVERTED).select("customer_id", "ts", "value")
+    counted = objective in ("click", "visit")  # an event counts 1; a conversion counts its value
+    conv = tp.filter(pl.col("ev") == OUTCOME_EVENT[objective]).select(
+        "customer_id", "ts", pl.lit(1.0).alias("value") if counted else "value"
+    )
     value = (
         conv.join(cust.select("customer_id", "first", "last"), on="customer_id")
         .filter((pl.col("ts") > pl.col("first")) & (pl.col("ts") <= pl.col("last")))
@@ -128,11 +145,16 @@ def _boot(rng: np.random.Generator, res: np.ndarray, n: np.ndarray, size: int) -
 
 
 def measured(
-    src: Sources, window_days: float | None = None, as_of: float | None = None, seed: int = 7
+    src: Sources,
+    window_days: float | None = None,
+    as_of: float | None = None,
+    seed: int = 7,
+    objective: str = "conversion",
 ) -> dict[str, Any]:
-    """The served arm's net value per decision minus the holdout's, with a 95% cluster-bootstrap interval."""
+    """The served arm's net value per decision minus the holdout's, with a 95% cluster-bootstrap interval, in the
+    objective's units."""
     window = float(window_days if window_days is not None else get_settings().attribution_window_days)
-    cust = per_customer(src, window, as_of)
+    cust = per_customer(src, window, as_of, objective)
     arms = {}
     for name, sel in (("served", ~cust["holdout"]), ("holdout", cust["holdout"])):
         part = cust.filter(sel)
@@ -160,7 +182,8 @@ def measured(
         "served_customers": len(s_net),
         "holdout_customers": len(h_net),
         "window_days": window,
-        "unit": "net value per decision (conversion value - contact cost)",
+        "objective": objective,
+        "unit": f"{UNITS[objective]}, net of contact cost",
     }
 
 

@@ -21,6 +21,9 @@ def uplift(
     as_of: Annotated[
         datetime | None, typer.Option(help="End of the observation window (default: the newest touchpoint)")
     ] = None,
+    objective: Annotated[
+        str, typer.Option(help="Units: conversion value (conversion, value), or clicks / visits per decision")
+    ] = "conversion",
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON")] = False,
 ) -> None:
     """Incremental net value per decision of the served arm over the holdout (never contacted)."""
@@ -29,9 +32,9 @@ def uplift(
 
     try:
         src = sources.load(source)
-        result = measure.measured(src, window_days, as_of.timestamp() if as_of else None)
+        result = measure.measured(src, window_days, as_of.timestamp() if as_of else None, objective=objective)
         truth = Path(source, "truth.json")
-        if truth.is_file():  # simulated data: the oracle's value beside the measurement
+        if truth.is_file() and objective in ("conversion", "value"):  # simulated: the oracle's value beside it
             from training.simulate import Oracle
 
             result["true"] = measure.true_uplift(
@@ -43,7 +46,7 @@ def uplift(
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
-    table = Table(title="Measured uplift: served decisions vs the holdout (never contacted)")
+    table = Table(title=f"Measured uplift: served decisions vs the holdout (never contacted), {result['unit']}")
     for col in ("", "per decision", "decisions", "customers"):
         table.add_column(col, justify="right")
     table.add_row(

@@ -9,6 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from model.domain.settings import get_settings
 from training.simulate import Oracle, SimConfig, simulate
 from training.sources import Sources
 from training.uplift import measured, true_uplift
@@ -78,6 +79,32 @@ def test_uplift_recovers_a_known_lift_with_an_interval() -> None:
     null = measured(_log(lift=0.0, seed=4), window_days=3)
     assert null["ci"][0] < 0 < null["ci"][1]
     assert res["served_decisions"] == res["holdout_decisions"] == 6000
+
+
+def test_uplift_is_in_the_objective_units() -> None:
+    """Click objective: clicks per decision, the contact cost scaled by click_value; conversion value otherwise."""
+    src = _log(lift=0.5)
+    clicks = [
+        {
+            **s,
+            "event_id": f"k{s['event_id']}",
+            "event_type": "clicked",
+            "occurred_at": s["occurred_at"] + timedelta(hours=1),
+        }
+        for i, s in enumerate(src.touchpoints.to_pylist())
+        if s["event_type"] == "sent" and i % 4 == 0
+    ]
+    with_clicks = Sources(pa.concat_tables([src.touchpoints, pa.Table.from_pylist(clicks)]), None, src.decisions)
+    settings = get_settings()
+    res = measured(with_clicks, window_days=0.5, objective="click")
+    expected = len(clicks) / res["served_decisions"] - settings.cost_of("email") / settings.click_value
+    assert res["value"] == pytest.approx(expected)  # the holdout never clicks: nothing was sent to it
+    assert res["unit"].startswith("clicks per decision")
+    conversion = measured(with_clicks, window_days=3)
+    assert conversion["unit"].startswith("conversion value")
+    assert conversion["value"] == pytest.approx(measured(src, window_days=3)["value"])
+    with pytest.raises(ValueError, match="objective"):
+        measured(src, window_days=3, objective="likes")
 
 
 def test_uplift_says_what_is_missing() -> None:
