@@ -244,6 +244,21 @@ def top_messages(counts: pl.DataFrame) -> list[str]:
     return [str(m) for m in top["message_id"].to_list()]
 
 
+def _markers(frame: pl.DataFrame, at: pl.Expr, id_col: str, kind: int, *extra: str | pl.Expr) -> pl.DataFrame:
+    """Replay-stream entries that are not touchpoints (never folded): decision markers and training rows, taken
+    at instant `at` before anything at that instant is folded (rank 0)."""
+    return frame.select(
+        "customer_id",
+        at.alias("ts"),
+        pl.col(id_col).alias("event_id"),
+        "ch",
+        pl.lit(kind, dtype=pl.Int32).alias("ev"),
+        pl.lit(0.0).alias("value"),
+        pl.lit(0).alias("rank"),
+        *extra,
+    )
+
+
 def assemble(
     tp: pl.DataFrame,
     sends: pl.DataFrame,
@@ -306,37 +321,17 @@ def assemble(
                 "value",
                 pl.when(pl.col("ev") == SENT).then(1).otherwise(2).alias("rank"),
             ),
-            eval_dec.select(
-                "customer_id",
-                pl.col("decided_at").alias("ts"),
-                pl.col("decision_id").alias("event_id"),
-                "ch",
-                pl.lit(MARKER, dtype=pl.Int32).alias("ev"),
-                pl.lit(0.0).alias("value"),
-                pl.lit(0).alias("rank"),
-            ),
-            sends.filter(pl.col("ch") < n_ch).select(
-                "customer_id",
-                pl.min_horizontal("decided_at", "send_ts").alias("ts"),  # a decision logged after its send: the send
-                pl.col("send_id").alias("event_id"),
-                "ch",
-                pl.lit(ROW, dtype=pl.Int32).alias("ev"),
-                pl.lit(0.0).alias("value"),
-                pl.lit(0).alias("rank"),
+            _markers(eval_dec, pl.col("decided_at"), "decision_id", MARKER),
+            _markers(
+                sends.filter(pl.col("ch") < n_ch),
+                pl.min_horizontal("decided_at", "send_ts"),  # a decision logged after its send: the send
+                "send_id",
+                ROW,
                 "row",
                 "message_id",
                 pl.col("send_ts").alias("slot"),
             ),
-            sends.filter(pl.col("ch") == n_ch).select(
-                "customer_id",
-                pl.col("send_ts").alias("ts"),
-                pl.col("send_id").alias("event_id"),
-                "ch",
-                pl.lit(NO_CONTACT, dtype=pl.Int32).alias("ev"),
-                pl.lit(0.0).alias("value"),
-                pl.lit(0).alias("rank"),
-                "row",
-            ),
+            _markers(sends.filter(pl.col("ch") == n_ch), pl.col("send_ts"), "send_id", NO_CONTACT, "row"),
         ],
         how="diagonal_relaxed",
     )
