@@ -107,7 +107,7 @@ def _num(v: Any, spec: str = ".3f") -> str:
 def verdict(r: Run, policy: str) -> tuple[bool, bool, float | None]:
     """(within 10%, interval covers, relative error) of the lead estimate."""
     res = r.policies[policy]
-    true, est = res.get("true_value"), res["estimates"][r.ope["lead"]]
+    true, est = res.get("true_value"), res["estimates"][res.get("lead", r.ope["lead"])]
     if est["value"] is None or true is None:
         return False, False, None
     rel = (est["value"] - true) / abs(true) if true else float("inf")
@@ -123,6 +123,7 @@ def table(r: Run) -> str:
     for name in POLICIES:
         res = r.policies[name]
         true = res.get("true_value")
+        own = res.get("lead", lead)  # a policy whose weights are thin for DR leads with Switch-DR
         cells = []
         for e in ESTIMATORS:
             est = res["estimates"][e]
@@ -133,7 +134,7 @@ def table(r: Run) -> str:
             err = v - true
             rel = f" ({100 * err / abs(true):+.0f}%)" if true else ""
             ci = f" [{_num(lo, '.2f')}, {_num(hi, '.2f')}]"
-            mark = "**" if e == lead else ""
+            mark = "**" if e == own else ""
             mean_w = est.get("mean_weight")
             w = f", w {mean_w:.2f}" if mean_w is not None and e != "dm" else ""
             cells.append(

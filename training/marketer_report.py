@@ -13,7 +13,7 @@ import html
 from collections.abc import Callable
 from typing import Any
 
-from training.report import estimated, fmt, human, lead, money, num, percent
+from training.report import estimated, fmt, human, lead_note, money, num, percent
 
 POLICY_NAMES = {"model": "Model", "logging": "Today (current practice)", "oracle": "Best possible (simulator)"}
 COLOURS = {"model": "#1f77b4", "logging": "#ff7f0e", "oracle": "#2ca02c"}
@@ -203,7 +203,7 @@ def _key_numbers(report: dict[str, Any]) -> str:
             [_with_ci((weekly.get(n) or {}).get("cost"), (weekly.get(n) or {}).get("cost_ci")) for n in names],
         ),
         row(
-            f"Net value per decision ({html.escape((lead(report) or 'n/a').upper())} estimate)",
+            f"Net value per decision ({html.escape(lead_note(report))} estimate)",
             [_with_ci((pol.get(n) or {}).get("value"), (pol.get(n) or {}).get("ci")) for n in names],
         ),
     ]

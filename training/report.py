@@ -100,6 +100,26 @@ def lead(report: dict[str, Any]) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def policy_lead(report: dict[str, Any], policy: str) -> str | None:
+    """The estimator a policy's headline value comes from (`policies.<policy>.lead`; the report's lead in reports
+    written before policies had their own)."""
+    own = ((report.get("policies") or {}).get(policy) or {}).get("lead")
+    return own if isinstance(own, str) else lead(report)
+
+
+def lead_note(report: dict[str, Any]) -> str:
+    """The lead estimator in words, naming the policies that lead with another (thin weights): "DR" or
+    "DR; SWITCH for global_best"."""
+    name = lead(report)
+    others: dict[str, list[str]] = {}
+    for policy in report.get("policies") or {}:
+        own = policy_lead(report, policy)
+        if own and own != name:
+            others.setdefault(own, []).append(policy)
+    parts = [(name or "n/a").upper()] + [f"{e.upper()} for {', '.join(p)}" for e, p in others.items()]
+    return "; ".join(parts)
+
+
 def estimated(report: dict[str, Any]) -> bool:
     return bool((report.get("ope") or {}).get("estimated"))
 
@@ -304,13 +324,13 @@ def policies_plot(report: dict[str, Any]) -> bytes:
     """Per policy: the lead estimate with its 95% interval, and the true value (simulated data only)."""
     pol = report.get("policies") or {}
     names = list(pol)
-    name = lead(report)
     fig, ax = plt.subplots(figsize=(7.5, 4))
     xs = list(range(len(names)))
     points, bounds = [], []
     est_x, est_v, err_lo, err_hi = [], [], [], []
     for i, n in enumerate(names):
-        e = ((pol[n] or {}).get("estimates") or {}).get(name or "", {}) if name else {}
+        own = policy_lead(report, n)
+        e = ((pol[n] or {}).get("estimates") or {}).get(own or "", {}) if own else {}
         v = num(e.get("value")) if e else num((pol[n] or {}).get("value"))
         ci = (e.get("ci") if e else (pol[n] or {}).get("ci")) or [None, None]
         lo, hi = num(ci[0]), num(ci[1])
@@ -326,7 +346,7 @@ def policies_plot(report: dict[str, Any]) -> bytes:
     true_v = [float(pol[names[i]]["true_value"]) for i in true_x]
     points += true_v
     ylo, yhi = _axis_limits(points, bounds)
-    label = f"{LABELS.get(name or '', name or 'estimate')} (lead estimator), 95% CI"
+    label = f"lead estimate ({lead_note(report)}), 95% CI"
     if estimated(report):
         label += ", estimated propensities"
     if est_x:
@@ -395,7 +415,7 @@ def _policy_table(report: dict[str, Any]) -> str:
         tds = []
         for e in ests:
             value, ci, diag = cell((res.get("estimates") or {}).get(e))
-            cls = " class=lead" if e == lead(report) else ""
+            cls = " class=lead" if e == policy_lead(report, name) else ""  # this policy's headline estimator
             mean_w = num(((res.get("estimates") or {}).get(e) or {}).get("mean_weight"))
             weight_note = "" if mean_w is None or e == "dm" else f"<br><small>mean w {mean_w:.2f}</small>"
             tds.append(f"<td{cls}>{value}<br><small>{ci}</small><br><small>{diag}</small>{weight_note}</td>")

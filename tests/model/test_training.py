@@ -56,6 +56,10 @@ def test_model_beats_random_and_report_is_complete(trained: tuple[ModelStore, pi
     assert report["ope"]["propensities"] == "logged"
     assert report["ope"]["estimated"] is False
     assert pol["model"]["value"] == pol["model"]["estimates"][report["ope"]["lead"]]["value"]
+    for res in pol.values():  # each policy's headline is its own lead's estimate: the report's, or Switch-DR
+        assert res["lead"] in (report["ope"]["lead"], "switch")
+        assert res["value"] == res["estimates"][res["lead"]]["value"]
+    assert pol["model"]["lead"] == report["ope"]["lead"]
     assert pol["model"]["true_value"] > 1.5 * pol["random"]["true_value"]
     assert pol["model"]["true_value"] > pol["logging"]["true_value"]
     assert pol["oracle"]["true_value"] >= pol["model"]["true_value"]

@@ -351,6 +351,18 @@ def test_lead_rule() -> None:
         ope.lead_estimator({"dr": nan})
 
 
+def test_a_policy_whose_weights_are_thin_leads_with_switch_dr() -> None:
+    """The report leads with the model's estimator; a baseline that matches a handful of logged decisions gets
+    Switch-DR for its own headline, a policy with enough matches keeps DR, and the model always the report's."""
+    full = {"dm": _e(), "dr": _e(), "switch": _e(), "mdr": _e()}
+    six = {"dm": _e(), "dr": _e(ess=6.0, matched=6), "switch": _e(), "mdr": _e()}
+    assert ope.policy_lead("global_best", six, "dr") == "switch"
+    assert ope.policy_lead("random", full, "dr") == "dr"
+    assert ope.policy_lead("model", six, "dr") == "dr"
+    assert ope.policy_lead("global_best", six, "switch") == "switch"
+    assert ope.policy_lead("global_best", six, "mdr") == "mdr"  # estimated propensities: the rule's own choice
+
+
 def test_switch_dr_drops_the_correction_of_weights_above_tau() -> None:
     # The hand example: every weight is <= 2, so with the default tau Switch-DR is DR (1.375). With tau = 1.5 the
     # decisions weighted 2 (0 and 3) keep q_pi alone: (1 + 0, 0.5 + 0, 1.5 + 1 x 1, 0.5 + 0) / 4 = 4.5 / 4.

@@ -398,3 +398,15 @@ def lead_estimator(
     if "dm" not in estimates:
         raise ValueError("no usable estimate: neither dr, mdr nor dm")
     return "dm"
+
+
+def policy_lead(policy: str, estimates: Mapping[str, Estimate], report_lead: str) -> str:
+    """The estimator a policy's own headline value comes from: the report's lead (the model's, by
+    `lead_estimator`), unless this policy's weights are thin for it, then the same rule on its own estimates.
+
+    A baseline that picks one cell per decision can match a handful of logged decisions where the model's
+    exploration matches thousands: on 20,000 simulated customers, DR valued global_best on 6 matched decisions
+    at -0.55 for a true 3.39; Switch-DR, which the rule picks for it, at 2.60."""
+    if policy != "model" and report_lead == "dr" and lead_estimator(estimates) == "switch":
+        return "switch"
+    return report_lead
