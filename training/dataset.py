@@ -309,7 +309,8 @@ def assemble(
     # One stream per customer, by time: decision markers, training rows and "don't contact" rows (rank 0: taken
     # before anything at their instant is folded), sends (1), other events (2). A send's row is taken at its
     # DECISION instant, as serving scores the logged action at request time: the customer's and channel's
-    # history as of the decision, the action's slot (the send instant) and message (training-serving parity).
+    # history as of the decision, the action's slot (the grid's: the send's full UTC hour, which is :30 local in a
+    # half-hour zone) and message (training-serving parity).
     stream = pl.concat(
         [
             tp.select(
@@ -329,7 +330,7 @@ def assemble(
                 ROW,
                 "row",
                 "message_id",
-                pl.col("send_ts").alias("slot"),
+                ((pl.col("send_ts") / 3600).floor() * 3600).alias("slot"),  # the grid's slot: the send's UTC hour
             ),
             _markers(sends.filter(pl.col("ch") == n_ch), pl.col("send_ts"), "send_id", NO_CONTACT, "row"),
         ],

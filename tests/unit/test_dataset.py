@@ -129,7 +129,7 @@ def _brute_force_row(
 ) -> list[float]:
     """The definition: fold only the customer's events strictly before the send's DECISION instant (what serving
     knew when it scored the action), then take the row of the send's channel, time and message, at that instant,
-    of the history serving scores (none for a cold start)."""
+    of the history serving scores (none for a cold start), for the grid slot the send fell in."""
     cat = catalogue()
     agg = Aggregate.empty()
     for ev in sorted(events, key=lambda e: e["occurred_at"]):
@@ -138,7 +138,7 @@ def _brute_force_row(
             kind = EVENT_INDEX[ev["event_type"]]
             fold(agg, FoldEvent(ev["event_id"], cat.index[ev["channel"]], kind, t, ev["value"]))
     channel = cat.index[send["channel"]]
-    at = send["occurred_at"].timestamp()
+    at = send["occurred_at"].timestamp() // 3600 * 3600  # the grid's slot: the send's full UTC hour
     zone = ZoneInfo("UTC")
     history = scoring_history(agg)
     return row(history, {}, ts.layout, channel, at, zone, send["message_id"], ts.levels["message"], now=decided)
@@ -181,13 +181,15 @@ def test_temporal_split_purges_the_window_and_customer_split_separates_customers
     assert not set(cust[ts2.split == "eval"]) & set(cust[ts2.split == "train"])
 
 
-def test_candidate_grid_uses_the_same_features_as_training_rows() -> None:
-    """A decision's candidate row for the action it logged has that send's slot, channel and message."""
+@pytest.mark.parametrize(("zone", "late"), [("Europe/Paris", 0), ("Asia/Kolkata", 34)])
+def test_candidate_grid_uses_the_same_features_as_training_rows(zone: str, late: int) -> None:
+    """A decision's candidate row for the action it logged has that send's slot, channel and message. In a
+    half-hour zone the grid's slots (full UTC hours) start at :30 local: a send at 16:04 local is the 15:30 slot's."""
     log = [
         _tp("x1", "a", "email", "sent", T0, message_id="m1"),
         _tp("x1o", "a", "email", "opened", T0 + H),
         _tp("x1c", "a", "email", "clicked", T0 + 2 * H),  # three events: not a cold start
-        _tp("x2", "a", "sms", "sent", T0 + 2 * D, message_id="m2", decision_id="d2"),
+        _tp("x2", "a", "sms", "sent", T0 + 2 * D + timedelta(minutes=late), message_id="m2", decision_id="d2"),
     ]
     decisions = pa.Table.from_pylist(
         [
@@ -204,7 +206,7 @@ def test_candidate_grid_uses_the_same_features_as_training_rows() -> None:
         ]
     )
     profiles = pa.Table.from_pylist(
-        [{"customer_id": "a", "timezone": "Europe/Paris", "consent": '{"sms": true}', "attributes": "{}"}]
+        [{"customer_id": "a", "timezone": zone, "consent": '{"sms": true}', "attributes": "{}"}]
     )
     ts = dataset.build(
         pa.Table.from_pylist(log),
