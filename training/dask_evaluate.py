@@ -396,14 +396,9 @@ def _policies(
     lead = ope.lead_estimator(estimates["model"])
     results: dict[str, dict[str, Any]] = {}
     for name, est in estimates.items():
-        own = ope.policy_lead(name, est, lead)
-        chosen = est[own].to_dict()
         mix = [p["mix"][name] for p in got if name in p["mix"]]
         res: dict[str, Any] = {
-            "estimates": {k: v.to_dict() for k, v in est.items()},
-            "lead": own,
-            "value": chosen["value"],
-            "ci": chosen["ci"],
+            **ope.policy_report(name, est, lead),
             "share_no_contact": sum(m[1] for m in mix) / d if mix else 0.0,
         }
         truths = [p["true"][name] for p in got if name in p["true"]]

@@ -385,13 +385,8 @@ def evaluate_policies(
     lead = ope.lead_estimator(estimates["model"])
     results: dict[str, dict[str, Any]] = {}
     for name, est in estimates.items():
-        own = ope.policy_lead(name, est, lead)
-        chosen = est[own]
         res: dict[str, Any] = {
-            "estimates": {k: v.to_dict() for k, v in est.items()},
-            "lead": own,
-            "value": chosen.to_dict()["value"],
-            "ci": chosen.to_dict()["ci"],
+            **ope.policy_report(name, est, lead),
             "share_no_contact": float(dists[name].none.mean()) if name in dists else 0.0,
         }
         if true_ev is not None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import TypeGuard
+from typing import Any, TypeGuard
 
 import numpy as np
 import numpy.typing as npt
@@ -410,3 +410,16 @@ def policy_lead(policy: str, estimates: Mapping[str, Estimate], report_lead: str
     if policy != "model" and report_lead == "dr" and lead_estimator(estimates) == "switch":
         return "switch"
     return report_lead
+
+
+def policy_report(policy: str, estimates: Mapping[str, Estimate], report_lead: str) -> dict[str, Any]:
+    """A policy's estimates in report.json's layout: every estimator, its own lead (`policy_lead`) and that
+    estimator's value and interval as its headline (both engines write it)."""
+    own = policy_lead(policy, estimates, report_lead)
+    chosen = estimates[own].to_dict()
+    return {
+        "estimates": {k: v.to_dict() for k, v in estimates.items()},
+        "lead": own,
+        "value": chosen["value"],
+        "ci": chosen["ci"],
+    }
