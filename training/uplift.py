@@ -40,11 +40,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from model.domain.aggregate import CLICKED, CONVERTED, SENT, VISITED
+from model.domain.aggregate import SENT
 from model.domain.catalogue import catalogue
 from model.domain.objective import UNITS, check_objective, cost_scale
 from model.domain.recommend_schemas import NONE_CHANNEL
+from model.domain.schemas import EVENT_INDEX
 from model.domain.settings import get_settings
+from training.labels import OBJECTIVE_EVENT
 from training.records import _as_utc, _epoch, normalise_touchpoints
 from training.sources import Sources
 
@@ -68,9 +70,6 @@ def _decisions(src: Sources) -> pl.DataFrame:
         pl.col("channel").cast(pl.String),
         pl.col("policy").cast(pl.String),
     ).unique(subset="decision_id", keep="first")
-
-
-OUTCOME_EVENT = {"click": CLICKED, "visit": VISITED, "conversion": CONVERTED, "value": CONVERTED}
 
 
 def per_customer(
@@ -116,7 +115,7 @@ def per_customer(
     cust = cust.join(following, on="customer_id", how="left").with_columns(stop.alias("last"))
     cust = cust.drop("last_decision", "next_decision")
     counted = objective in ("click", "visit")  # an event counts 1; a conversion counts its value
-    conv = tp.filter(pl.col("ev") == OUTCOME_EVENT[objective]).select(
+    conv = tp.filter(pl.col("ev") == EVENT_INDEX[OBJECTIVE_EVENT[objective]]).select(
         "customer_id", "ts", pl.lit(1.0).alias("value") if counted else "value"
     )
     value = (
