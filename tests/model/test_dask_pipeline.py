@@ -16,17 +16,19 @@ Reports = tuple[dict[str, Any], dict[str, Any]]  # (dask, local) report.json
 
 
 @pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write(simulate(SimConfig(customers=300, days=30, seed=5)), tmp_path_factory.mktemp("sim"))
-
-
-def _both_engines(sim: Path, store: Path, funnel: bool) -> Reports:
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Reports:
+    """The default model (the funnel) trained by both engines on one source: one Dask run serves every test here
+    (the direct model's Dask training is compared with the local one in tests/model/test_training.py)."""
+    # 300 customers leave the funnel (and the direct model) below a random policy: too few clicks to learn from.
+    # At 1,000 customers x 40 days the local funnel reaches 13-20% of the oracle's value.
+    sim = write(simulate(SimConfig(customers=1000, days=40, seed=5)), tmp_path_factory.mktemp("sim"))
+    store = tmp_path_factory.mktemp("store")
     reports = []
     for engine in ("dask", "local"):
         opts = pipeline.Options(
             engine=engine,
             workers=2,  # no scheduler: a local cluster starts and stops with the run
-            funnel=funnel,  # the same model kind on both engines: compare like with like
+            funnel=True,  # the same model kind on both engines: compare like with like
             simulated_truth=str(sim / "truth.json"),
             max_contexts=300,
             version=engine,
@@ -37,19 +39,6 @@ def _both_engines(sim: Path, store: Path, funnel: bool) -> Reports:
     return reports[0], reports[1]
 
 
-@pytest.fixture(scope="module")
-def runs(sim: Path, tmp_path_factory: pytest.TempPathFactory) -> Reports:
-    return _both_engines(sim, tmp_path_factory.mktemp("store"), funnel=False)
-
-
-@pytest.fixture(scope="module")
-def funnel_runs(tmp_path_factory: pytest.TempPathFactory) -> Reports:
-    # 300 customers leave the funnel (and the direct model) below a random policy: too few clicks to learn from.
-    # At 1,000 customers x 40 days the local funnel reaches 20% of the oracle's value, the direct model 18%.
-    sim = write(simulate(SimConfig(customers=1000, days=40, seed=5)), tmp_path_factory.mktemp("sim"))
-    return _both_engines(sim, tmp_path_factory.mktemp("store"), funnel=True)
-
-
 def test_report_records_dask_for_every_stage(runs: Reports) -> None:
     dask_rep, local_rep = runs
     engine = dask_rep["engine"]
@@ -57,10 +46,10 @@ def test_report_records_dask_for_every_stage(runs: Reports) -> None:
     assert engine["workers"] == 2
     assert engine["partitions"] == 8  # 4 per worker by default
     assert local_rep["engine"]["dataset"] == "local"
-    assert dask_rep["training"]["engine"] == "dask"
+    assert dask_rep["training"]["engine"] == "dask-funnel"
 
 
-def test_dask_engine_gives_the_local_rows_and_a_close_policy_value(runs: Reports) -> None:
+def test_dask_engine_gives_the_local_rows_and_values(runs: Reports) -> None:
     dask_rep, local_rep = runs
     for key in ("rows_train", "rows_valid", "rows_eval"):
         assert dask_rep["training"][key] == local_rep["training"][key] > 0
@@ -73,31 +62,27 @@ def test_dask_engine_gives_the_local_rows_and_a_close_policy_value(runs: Reports
     assert pol_d["logging"]["estimates"]["ips"]["value"] == pytest.approx(
         pol_l["logging"]["estimates"]["ips"]["value"], rel=1e-9
     )
-    # two fits of the same model (lightgbm.dask vs single machine): close shares of the oracle
-    assert abs(pol_d["model"]["share_of_oracle"] - pol_l["model"]["share_of_oracle"]) < 0.1
-    lead = dask_rep["ope"]["lead"]
+    lead = pol_d["model"]["lead"]
     lo, hi = pol_d["model"]["estimates"][lead]["ci"]
     assert lo <= pol_d["model"]["value"] <= hi
     assert dask_rep["metrics"]["n_eval"] == local_rep["metrics"]["n_eval"]
 
 
-def test_dask_engine_trains_the_funnel_where_the_local_engine_does(funnel_runs: Reports) -> None:
-    dask_rep, local_rep = funnel_runs
+def test_dask_engine_trains_the_funnel_where_the_local_engine_does(runs: Reports) -> None:
+    dask_rep, local_rep = runs
     assert local_rep["training"]["model"].startswith("funnel: ")
     assert dask_rep["training"]["model"].startswith("funnel: ")
     assert "refit on train + valid (student: " in dask_rep["training"]["model"]
-    assert dask_rep["training"]["engine"] == "dask-funnel"
     assert dask_rep["engine"]["train"] == "dask"
-    pol_d, pol_l = dask_rep["policies"], local_rep["policies"]
-    assert pol_d["oracle"]["true_value"] == pytest.approx(pol_l["oracle"]["true_value"], rel=1e-9)
     # The same funnel fitted by lightgbm.dask (every stage cut on the summed validation loss, then refit on train +
     # valid) against the local fit, on the same held-out rows. Compared by held-out AUC: on this small log the
     # greedy policy's share of the oracle swings with small score changes (Dask fits of the same data, which depend
-    # on which worker holds which rows, measured 7.5%, 18.4%, 19.9% and 24.2% against the local 13.3%, at AUC
-    # 0.681-0.686 against 0.695); at 20,000 customers the two were within 2 points of the oracle (bench/RESULTS.md).
+    # on which worker holds which rows, measured 7.5%, 18.4%, 19.9%, 21.4% and 24.2% against the local 13.3%, at AUC
+    # 0.678-0.686 against 0.695); at 20,000 customers the two were within 2 points of the oracle (bench/RESULTS.md).
     auc_d, auc_l = dask_rep["metrics"]["auc"], local_rep["metrics"]["auc"]
     assert abs(auc_d - auc_l) < 0.03, (auc_d, auc_l)
     assert auc_d > 0.65
+    pol_d = dask_rep["policies"]
     assert pol_d["model"]["share_of_oracle"] > pol_d["random"]["share_of_oracle"]
 
 
