@@ -4,8 +4,8 @@
     python bench/ablation_hour.py --customers 3000 --days 60 --seed 21
 
 The simulated logger sends 70% of its messages at 10:00 local, so a customer's hour history (engagement share,
-response lift and sends by hour) mostly records when the log contacted them. This measures what the model's
-send-time choice loses by it: the same training set and held-out decisions, the three features blanked (NaN,
+response lift by hour) mostly records when the log contacted them. This measures what the model's
+send-time choice loses by it: the same training set and held-out decisions, the two features blanked (NaN,
 LightGBM's missing value) in the rows and in the candidate grids, the funnel retrained. Prints both shares of the
 oracle's incremental value; it does not write bench/RESULTS.md.
 """
@@ -24,7 +24,7 @@ from model.domain.features import SLOT_FEATURES
 from training import dataset, evaluate, train
 from training.simulate import Oracle, SimConfig, simulate
 
-HOUR_HISTORY = ("hour_engagement_share", "hour_response_lift", "hour_sends")
+HOUR_HISTORY = ("hour_engagement_share", "hour_response_lift")
 
 
 def share_of_oracle(ts: dataset.TrainingSet, oracle: Oracle) -> float:

@@ -335,13 +335,6 @@ def _response_lift(a: Option, b: Option, agg: Aggregate, j: int) -> str | None:
     )
 
 
-def _hour_sends(a: Option, b: Option, agg: Aggregate, j: int) -> str | None:
-    na, nb = agg.sent_hod[a.utc_hour], agg.sent_hod[b.utc_hour]
-    if not (na or nb):
-        return None
-    return f"contacted {_n(na, 'time')} at {a.local:%H:%M} before vs {nb:,} at {b.local:%H:%M}"
-
-
 def _message_itself(a: Option, b: Option, agg: Aggregate, j: int) -> str | None:
     return f"{a.message or 'no message'} does better than {b.message or 'no message'} for customers like this one"
 
@@ -363,6 +356,5 @@ PHRASES: dict[str, Callable[[Option, Option, Aggregate, int], str | None]] = {
     "hour_engagement_share": _hour_engagement,
     "dow_engagement_share": _dow_engagement,
     "hour_response_lift": _response_lift,
-    "hour_sends": _hour_sends,
     "message": _message_itself,
 }

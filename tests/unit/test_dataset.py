@@ -269,6 +269,8 @@ def test_hour_of_day_slot_features_see_only_earlier_sends() -> None:
     ts = _build(_tiny_log(), eval_fraction=0.0, valid_fraction=0.0)
     names = ts.names
     rows = {sid: ts.X[i] for i, sid in enumerate(ts.meta["send_id"].to_list())}
-    # e1, e2 and e4 all go out at 10:00 UTC: each row counts only the sends before it at that hour
-    assert [rows[s][names.index("hour_sends")] for s in ("e1", "e2", "e4")] == [0.0, 1.0, 2.0]
+    # e1, e2 and e4 all go out at 10:00 UTC: each row sees only the engagements before it. Share at 10:00 with the
+    # prior 1/24 at strength 4: none yet; e1's conversion of 3 engagements; then v2's visit too, of 5.
+    share = [float(rows[s][names.index("hour_engagement_share")]) for s in ("e1", "e2", "e4")]
+    assert share == pytest.approx([1 / 24, (1 + 1 / 6) / 7, (2 + 1 / 6) / 9], rel=1e-6)
     assert rows["e1"][names.index("hour_response_lift")] == 1.0  # no history: neutral
