@@ -11,12 +11,9 @@ SAM := $(UV) tool run --from aws-sam-cli==1.170.0 sam
 
 .PHONY: setup test lint typecheck unit validate scan fuzz demo serve bench build openapi clean
 
-# --compile-bytecode: with PYTHONDONTWRITEBYTECODE set (as on the CI machines) Python never caches bytecode, so every
-# process (pytest workers, Dask workers, the demo's subprocesses) recompiled scipy, sklearn and pandas from source on
-# import: 15 s for `import training.pipeline`, 6 s with the bytecode compiled once at install (bench/RESULTS.md).
 setup:
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
-	@$(UV) sync --frozen --all-extras --quiet --compile-bytecode
+	@$(UV) sync --frozen --all-extras --quiet
 
 lint: setup
 	$(RUN) ruff check .
