@@ -2,6 +2,10 @@
 # Each installs what it needs (uv, then the locked environment) with nothing but Python on the machine.
 SHELL := /bin/bash
 export UV_PYTHON_DOWNLOADS := never
+# Some machines (the CI's among them) set PYTHONDONTWRITEBYTECODE: every process (pytest workers, moto servers, Dask
+# workers, CLI subprocesses) then recompiles botocore, scipy, sklearn and pandas from source on import. Let Python
+# cache the bytecode of what it actually imports, once (bench/RESULTS.md, "Test suite and environment").
+unexport PYTHONDONTWRITEBYTECODE
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 PYTHON ?= python3
