@@ -22,7 +22,8 @@ import numpy as np
 
 from model.domain.features import SLOT_FEATURES
 from training import dataset, evaluate, train
-from training.simulate import Oracle, SimConfig, simulate
+from training.sim_truth import Oracle
+from training.simulate import SimConfig, simulate
 
 HOUR_HISTORY = ("hour_engagement_share", "hour_response_lift")
 

@@ -30,19 +30,21 @@ import numpy as np
 from model.domain.settings import get_settings
 from training import dataset, evaluate, train
 from training.ope import policies as pol
-from training.simulate import (
+from training.sim_truth import (
     _AGE_AFFINITY,
     _AGE_PEAK,
     _ORGANIC_ENGAGED,
     _ORGANIC_SD,
-    _PERSUADE_RHO,
-    _PERSUADE_SD,
     _SEG_ORGANIC,
+    AFFINITY_SD,
+    PEAK_SD,
     Oracle,
-    SimConfig,
     Truth,
-    simulate,
+    affinity,
+    organic_rate,
+    persuadability,
 )
+from training.simulate import SimConfig, simulate
 
 # What each informed oracle does not know (the rest of the truth it has exactly).
 UNKNOWN: dict[str, tuple[str, ...]] = {
@@ -61,30 +63,37 @@ def organic_effect(truth: Truth, engaged: np.ndarray) -> np.ndarray:
     return np.asarray((effect + 0.5 * _ORGANIC_SD**2) / _ORGANIC_SD)
 
 
-def draw(truth: Truth, unknown: tuple[str, ...], rng: np.random.Generator) -> Truth:
+class Prior:
+    """What every draw shares: the age band's channel affinities, and each customer's known organic effect z0 and
+    mean affinity."""
+
+    def __init__(self, truth: Truth) -> None:
+        self.age_affinity = np.array([_AGE_AFFINITY.get(ch, (0.0,) * 5) for ch in truth.channels]).T[truth.age]
+        self.engaged = truth.affinity.mean(axis=1)
+        self.z0 = organic_effect(truth, self.engaged)
+        n_seg = int(truth.segment.max()) + 1
+        seg_mean = np.array([truth.mean_value[truth.segment == s].mean() for s in range(n_seg)])
+        self.mean_value = seg_mean[truth.segment]  # the segment's mean order value
+
+
+def draw(truth: Truth, prior: Prior, unknown: tuple[str, ...], rng: np.random.Generator) -> Truth:
     """A copy of the truth with the `unknown` traits redrawn from the simulator's prior given what is known."""
-    n, c = len(truth.customer_ids), len(truth.channels)
-    age_aff = np.array([_AGE_AFFINITY.get(ch, (0.0,) * 5) for ch in truth.channels]).T
-    prior_aff = age_aff[truth.age] + 0.3 * (truth.segment == 2)[:, None]
-    true_engaged = truth.affinity.mean(axis=1)
-    z0 = organic_effect(truth, true_engaged)
+    n = len(truth.customer_ids)
+    z0 = prior.z0
     out: dict[str, np.ndarray] = {}
-    affinity = truth.affinity
+    aff = truth.affinity
     if "affinity" in unknown:
-        affinity = out["affinity"] = prior_aff + rng.normal(0.0, 0.45, size=(n, c))
+        noise = rng.normal(0.0, AFFINITY_SD, size=aff.shape)
+        aff = out["affinity"] = affinity(prior.age_affinity, noise, truth.segment)
     if "peak" in unknown:
-        out["peak"] = np.array(_AGE_PEAK)[truth.age] + rng.normal(0.0, 1.5, size=n)
+        out["peak"] = np.array(_AGE_PEAK)[truth.age] + rng.normal(0.0, PEAK_SD, size=n)
     if "organic" in unknown:
         z0 = rng.normal(0.0, 1.0, size=n)
-        engaged = affinity.mean(axis=1)
-        effect = _ORGANIC_SD * z0 - 0.5 * _ORGANIC_SD**2 + _ORGANIC_ENGAGED * (engaged - true_engaged.mean())
-        out["organic_rate"] = np.array(_SEG_ORGANIC)[truth.segment] * np.exp(effect)
+        out["organic_rate"] = organic_rate(truth.segment, z0, aff.mean(axis=1), float(prior.engaged.mean()))
     if "persuade" in unknown:  # given z0 (known or drawn): its conditional prior
-        z1 = rng.normal(0.0, 1.0, size=n)
-        out["persuade"] = _PERSUADE_SD * (-_PERSUADE_RHO * z0 + np.sqrt(1.0 - _PERSUADE_RHO**2) * z1)
-    if "value" in unknown:  # the segment's mean order value (lognormal(0, 0.25) spread around it)
-        seg_mean = np.array([truth.mean_value[truth.segment == s].mean() for s in range(4)])
-        out["mean_value"] = seg_mean[truth.segment]
+        out["persuade"] = persuadability(z0, rng.normal(0.0, 1.0, size=n))
+    if "value" in unknown:
+        out["mean_value"] = prior.mean_value
     return dataclasses.replace(truth, **out)
 
 
@@ -112,10 +121,11 @@ def main() -> None:
     values = {"oracle (greedy)": best}
     values[f"oracle, served (epsilon {eps})"] = evaluate.true_value(pol.served(true_ev, ctx.allowed, eps), true_ev)
     rng = np.random.default_rng(args.seed + 100)
+    prior = Prior(truth)
     for label, unknown in UNKNOWN.items():
         believed = np.zeros_like(true_ev)
         for _ in range(args.draws):
-            believed += evaluate.oracle_values(Oracle(draw(truth, unknown, rng)), ts, ctx) / args.draws
+            believed += evaluate.oracle_values(Oracle(draw(truth, prior, unknown, rng)), ts, ctx) / args.draws
         values[f"informed oracle, not knowing {label}"] = evaluate.true_value(
             pol.served(believed, ctx.allowed, eps), true_ev
         )

@@ -34,7 +34,8 @@ from sklearn.metrics import roc_auc_score
 from bench.results import write_section
 from training import dataset, evaluate, train
 from training import uplift as measure
-from training.simulate import Oracle, SimConfig, simulate
+from training.sim_truth import Oracle
+from training.simulate import SimConfig, simulate
 from training.sources import Sources
 
 SECTION = "## Incremental value and drift (issue 11)"

@@ -37,7 +37,8 @@ from model.domain.catalogue import catalogue
 from training import dataset, evaluate, train
 from training.ope import ESTIMATORS
 from training.promote import evaluate_gate
-from training.simulate import Oracle, SimConfig, simulate
+from training.sim_truth import Oracle
+from training.simulate import SimConfig, simulate
 
 SECTION = "## Off-policy evaluation (issue 10)"
 POLICIES = ("model", "logging", "global_best", "random")

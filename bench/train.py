@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.results import write_section
 from training import dataset, evaluate, train
-from training.simulate import Oracle, SimConfig, simulate
+from training.sim_truth import Oracle
+from training.simulate import SimConfig, simulate
 
 SECTION = "## Training (issue 3)"
 BASELINES = ("random", "global_best", "most_engaged", "last_engaged", "logging")

@@ -30,7 +30,7 @@ from training.dataset import TrainingSet
 from training.ope import policies as pol
 from training.ope import reward_model
 from training.ope.contexts import Contexts
-from training.simulate import Oracle
+from training.sim_truth import Oracle
 from training.train import fit_dask
 
 BLOCKS = 64  # customer blocks (by id hash) the bootstrap resamples

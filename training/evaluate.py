@@ -28,7 +28,7 @@ from training.dataset import TrainingSet
 from training.ope import policies as pol
 from training.ope import reward_model
 from training.ope.contexts import Contexts
-from training.simulate import Oracle
+from training.sim_truth import Oracle
 
 POLICIES = ("model", "random", "global_best", "most_engaged", "last_engaged", "logging", "oracle")
 

@@ -30,7 +30,7 @@ from training import uplift as measure
 from training.dataset import TrainingSet
 from training.ope.contexts import Contexts
 from training.ope.policies import PolicyDist
-from training.simulate import Oracle
+from training.sim_truth import Oracle
 from training.sources import Sources
 
 WEEK = 7 * 86400.0

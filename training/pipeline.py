@@ -23,7 +23,7 @@ from model.domain.catalogue import catalogue
 from model.domain.manifest import Unsupported
 from model.domain.settings import get_settings
 from training import checks, dataset, evaluate, marketer_report, marketing, report, sources, train
-from training.simulate import Oracle
+from training.sim_truth import Oracle
 
 Step = Callable[[str, int, int], None]  # (step name, done, total)
 

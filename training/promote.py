@@ -180,7 +180,7 @@ def evaluate_gate(
     same decisions without rebuilding them; `source` then only names them). `simulated_truth`: a truth.json path
     or an `Oracle` (default: truth.json next to a local source): the exact values are reported, never decide."""
     from training import dataset, evaluate
-    from training.simulate import Oracle
+    from training.sim_truth import Oracle
 
     ch_m = store.manifest(challenger)
     champ_m = store.manifest(champion) if champion else None

@@ -35,7 +35,7 @@ def uplift(
         result = measure.measured(src, window_days, as_of.timestamp() if as_of else None, objective=objective)
         truth = Path(source, "truth.json")
         if truth.is_file() and objective in ("conversion", "value"):  # simulated: the oracle's value beside it
-            from training.simulate import Oracle
+            from training.sim_truth import Oracle
 
             result["true"] = measure.true_uplift(
                 src, Oracle.load(truth), window_days, as_of.timestamp() if as_of else None

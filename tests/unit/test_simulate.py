@@ -15,12 +15,11 @@ import pyarrow.compute as pc
 import pytest
 
 from model.domain.schemas import Profile, Touchpoint
+from training.sim_truth import DAY, Oracle
 from training.simulate import (
-    DAY,
     MESSAGES,
     NO_SEND,
     SEND_HOURS,
-    Oracle,
     SimConfig,
     simulate,
     write,

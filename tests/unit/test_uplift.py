@@ -10,7 +10,8 @@ import pyarrow as pa
 import pytest
 
 from model.domain.settings import get_settings
-from training.simulate import Oracle, SimConfig, simulate
+from training.sim_truth import Oracle
+from training.simulate import SimConfig, simulate
 from training.sources import Sources
 from training.uplift import measured, true_uplift
 
