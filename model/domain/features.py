@@ -74,8 +74,7 @@ SLOT_FEATURES: tuple[str, ...] = (
 # Not a feature: how often the customer was contacted at the slot's hour. It describes the logging policy (a
 # business-as-usual hour), not the customer; with it the model learnt the logger's habit and its send times leaned
 # to that hour (without it: +2.3 to +3.4 points of the oracle on three seeds at 3,000 customers, no measurable
-# change at 20,000; bench/RESULTS.md). hour_response_lift already
-# conditions engagement on when the sends went out.
+# change at 20,000; bench/RESULTS.md). hour_response_lift already conditions engagement on when the sends went out.
 MESSAGE_FEATURES: tuple[str, ...] = ("message",)
 CATEGORICAL_BASE: tuple[str, ...] = ("channel", "message")
 
