@@ -39,8 +39,10 @@ customer's cadence:
   "holdout", propensity 1 (the assignment is fixed per customer);
 * for the others, with probability `no_send`: a no-send decision, policy "logging", propensity `no_send`;
 * else business as usual: email (else the first open channel) at 10:00 local with the campaign of the day
-  (policy "logging"), except with probability `exploration` where it draws channel x hour x message uniformly
-  among the allowed ones (policy "explore"; the draw may coincide with business as usual). The propensity
+  (policy "logging"), except with probability `exploration` where it draws channel x slot x message uniformly
+  among the allowed ones, the slots being 08:00-20:00 local of the decision day and the next
+  (`explore_days`: the slots of the served grid's 48-hour horizon, so that every action the served policy can
+  take has logged support; policy "explore"; the draw may coincide with business as usual). The propensity
   is (1 - no_send) x the probability of the action within this step, i.e. the exact probability of the
   logged action.
 
@@ -157,6 +159,10 @@ class SimConfig:
     holdout_share: float = 0.05  # customers never contacted: their decisions are logged as no-sends
     no_send: float = 0.1  # probability that the logging policy decides not to contact (other customers)
     drift: bool = False  # conversion rates, channel and time preferences move over the period
+    # Days an exploration send may fall on: 2 = the decision day and the next, the 08:00-20:00 slots of the
+    # served grid's default 48-hour horizon from a 06:00 decision, so the log supports every slot the served
+    # policy can choose (1: the decision day only, the simulator before 2026-12-02).
+    explore_days: int = 2
 
 
 def _customer_truth(cfg: SimConfig, rng: np.random.Generator, side: np.random.Generator) -> Truth:
@@ -249,7 +255,7 @@ def simulate(cfg: SimConfig) -> dict[str, Any]:
     oracle = Oracle(truth)
     n, c, m, hn = cfg.customers, len(truth.channels), len(MESSAGES), len(SEND_HOURS)
     start = cfg.end - timedelta(days=cfg.days)
-    local = _local_table(truth.timezones, start, cfg.days)
+    local = _local_table(truth.timezones, start, cfg.days + cfg.explore_days - 1)
     chan = {name: i for i, name in enumerate(truth.channels)}
     settings = get_settings()
 
@@ -263,8 +269,8 @@ def simulate(cfg: SimConfig) -> dict[str, Any]:
         if name in chan:
             explicit[name] = rng.random(n) < 0.4
             consent[:, chan[name]] = explicit[name]
-    opted_out = np.zeros((n, c), dtype=bool)
-    opt_day = np.full((n, c), -1, dtype=np.int64)
+    opt_from = np.full((n, c), cfg.days + 1, dtype=np.int64)  # first day a channel is closed by an opt-out
+    pending = np.full(n, -1, dtype=np.int64)  # channel of a send decided yesterday for today (-1: none)
     ring = np.zeros((8, n, c), dtype=np.float64)  # send timestamps of the last 8 days (<= 1 send a day)
     bau_order = [chan[x] for x in ("email", "push", "sms", "in_app") if x in chan] + list(range(c))
 
@@ -277,7 +283,11 @@ def simulate(cfg: SimConfig) -> dict[str, Any]:
     etype |= {"bounced": 6, "unsubscribed": 7}
 
     for d in range(cfg.days):
-        allowed = consent & ~opted_out
+        allowed = consent & (opt_from > d)
+        # One send per channel and day: a channel already scheduled for today (yesterday's decision) is not open.
+        has = np.flatnonzero(pending >= 0)
+        allowed[has, pending[has]] = False
+        pending[:] = -1
         n_allowed = allowed.sum(axis=1)
         decide = (join_day <= d) & ~never & (n_allowed > 0) & (rng.random(n) < cadence)
         skip = side.random(n) < cfg.no_send
@@ -304,20 +314,22 @@ def simulate(cfg: SimConfig) -> dict[str, Any]:
         pick = (rng.random(k) * n_allowed[idx]).astype(np.int64)
         cum = np.cumsum(al, axis=1)
         rand_ch = np.argmax(cum > pick[:, None], axis=1)
-        rand_hour = rng.integers(0, hn, size=k)
+        span = min(cfg.explore_days, cfg.days - d)  # no send after the simulated period
+        rand_hour = rng.integers(0, hn * span, size=k)  # slot index over the days of the span
         rand_msg = rng.integers(0, m, size=k)
         ch_ = np.where(explore, rand_ch, bau_ch)
         hour_i = np.where(explore, rand_hour, SEND_HOURS.index(BAU_HOUR))
         msg_ = np.where(explore, rand_msg, bau_msg)
-        uniform = cfg.exploration / (n_allowed[idx] * hn * m)
+        uniform = cfg.exploration / (n_allowed[idx] * hn * span * m)
         is_bau = (ch_ == bau_ch) & (hour_i == SEND_HOURS.index(BAU_HOUR)) & (msg_ == bau_msg)
         prop = (uniform + np.where(is_bau, 1.0 - cfg.exploration, 0.0)) * (1.0 - cfg.no_send)
-        hour = np.array(SEND_HOURS)[hour_i]
+        hour = np.array(SEND_HOURS)[hour_i % hn]
         tz = truth.tz[idx]
-        ts = local[tz, d, hour] + rng.integers(0, 600, size=k)  # within the first 10 minutes of the hour
+        ts = local[tz, d + hour_i // hn, hour] + rng.integers(0, 600, size=k)  # first 10 minutes of the hour
         dec_ts = local[tz, d, DECISION_HOUR]
         recent = ring[:, idx, :]  # [8, k, C]
-        window = (recent > 0) & (recent >= ts[None, :, None] - 7 * DAY)
+        # Sends before this one (a send decided yesterday for today may come after it) within 7 days.
+        window = (recent > 0) & (recent < ts[None, :, None]) & (recent >= ts[None, :, None] - 7 * DAY)
         sends7 = window.sum(axis=(0, 2))
         chsends7 = window[:, np.arange(k), ch_].sum(axis=0)
         lh, dow = oracle.local_hour_dow(idx, ts)
@@ -372,9 +384,10 @@ def simulate(cfg: SimConfig) -> dict[str, Any]:
         # State for the following days: send ring, opt-outs (effective from the next day).
         ring[d % 8] = 0.0
         ring[d % 8, idx, ch_] = ts
-        newly = unsub & ~opted_out[idx, ch_]
-        opted_out[idx[newly], ch_[newly]] = True
-        opt_day[idx[newly], ch_[newly]] = d
+        # An opt-out closes the channel from the day after the send's day (the unsubscribe comes within the hour).
+        later = hour_i >= hn  # sent tomorrow
+        opt_from[idx[unsub], ch_[unsub]] = np.minimum(opt_from[idx[unsub], ch_[unsub]], d + 1 + later[unsub])
+        pending[idx[later]] = ch_[later]
 
     sends = _stack(cols)
     events = {k: np.concatenate(v) if v else np.zeros(0) for k, v in out_cols.items()}

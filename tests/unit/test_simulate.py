@@ -127,7 +127,8 @@ def test_decisions_have_valid_propensities(sim: dict[str, Any]) -> None:
     # the probability of deciding to send at all.
     bau = prop[(policy == "logging") & sent_rows]
     assert bau.min() > (1 - CFG.exploration) * (1 - CFG.no_send)
-    floor = (1 - CFG.no_send) * CFG.exploration / (8 * len(SEND_HOURS) * len(MESSAGES))
+    slots = len(SEND_HOURS) * CFG.explore_days
+    floor = (1 - CFG.no_send) * CFG.exploration / (8 * slots * len(MESSAGES))
     assert prop[policy == "explore"].min() >= floor - 1e-12
     sent = sim["touchpoints"].filter(pc.equal(sim["touchpoints"]["event_type"], "sent"))
     assert set(sent["decision_id"].to_pylist()) == set(
@@ -138,6 +139,25 @@ def test_decisions_have_valid_propensities(sim: dict[str, Any]) -> None:
     ids = dec["decision_id"].to_pylist()
     assert len(set(ids)) == len(ids)
     assert ids == sorted(ids)
+
+
+def test_exploration_covers_the_served_grids_slots(sim: dict[str, Any]) -> None:
+    """Exploration sends fall on 08:00-20:00 local of the decision day and the next (the served grid's default
+    48 hours from a 06:00 decision), so the log has support for every slot the served policy can choose."""
+    dec = sim["decisions"].filter(pc.equal(sim["decisions"]["policy"], "explore"))
+    decided = dec["decided_at"].to_numpy().astype("datetime64[s]").astype(np.int64)
+    send = dec["send_at"].to_numpy().astype("datetime64[s]").astype(np.int64)
+    ahead = send - decided
+    assert ((ahead > 0) & (ahead < 48 * 3600)).all()
+    next_day = ahead > 18 * 3600  # 06:00 -> past midnight
+    assert 0.3 < next_day.mean() < 0.7  # about half of them on the next day
+    # Business as usual stays on the decision day.
+    bau = sim["decisions"].filter(pc.equal(sim["decisions"]["policy"], "logging"))
+    bau = bau.filter(pc.not_equal(bau["channel"], NO_SEND))
+    gap = bau["send_at"].to_numpy().astype("datetime64[s]").astype(np.int64) - bau["decided_at"].to_numpy().astype(
+        "datetime64[s]"
+    ).astype(np.int64)
+    assert (gap < 18 * 3600).all()
 
 
 def test_no_send_decisions_are_logged_with_their_propensity(sim: dict[str, Any]) -> None:
