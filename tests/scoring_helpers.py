@@ -108,7 +108,7 @@ def publish(store: ModelStore, booster: Any, version: str, lay: FeatureLayout | 
 
 def served_model(booster: Any, ts: Any, version: str, gone: Any) -> Any:
     """A booster trained on a training set, as serving loads it: compiled, with the set's layout, message levels,
-    objective and the unsupported actions `gone` (a manifest `Unsupported`)."""
+    objective, order-value prior and the unsupported actions `gone` (a manifest `Unsupported`)."""
     from model.scoring.predictor import LoadedModel, group_widths
     from model.scoring.tree_scorer import TreeScorer
 
@@ -126,6 +126,7 @@ def served_model(booster: Any, ts: Any, version: str, gone: Any) -> Any:
         channels=list(get_settings().channels),
         objective=ts.objective,
         unsupported=gone,
+        value_prior=getattr(ts, "value_prior", None),
     )
     scorer = TreeScorer.from_dump(booster.dump_model())
     scorer.prepare(group_widths(lay))

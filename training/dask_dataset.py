@@ -20,7 +20,8 @@ import polars as pl
 from model.domain.features import FeatureLayout
 from model.domain.recommend_schemas import NONE_CHANNEL
 from model.domain.settings import get_settings
-from training import dataset, sources
+from model.domain.value import ValuePrior
+from training import dataset, sources, value_prior
 from training.dask_cluster import compute, delayed
 from training.dask_quantile import order_statistic, quantile
 from training.labels import OBJECTIVE_EVENT
@@ -45,6 +46,7 @@ class DistributedSet:
     training_window: tuple[datetime, datetime]
     partitions: int
     stats: dict[str, float] = field(default_factory=dict)
+    value_prior: ValuePrior | None = None  # the order-value prior (training/value_prior.py)
 
     @property
     def names(self) -> list[str]:
@@ -141,6 +143,17 @@ def _assemble(
     )
 
 
+def _value_stats(
+    tp: pl.DataFrame, prepared: Any, part: np.ndarray, profiles: Any | None, split: Split, eval_start: float | None
+) -> pl.DataFrame:
+    """The partition's per-customer conversion statistics for the order-value prior (training/value_prior.py)."""
+    sends = prepared[0]
+    if sends is None:
+        return pl.DataFrame()
+    before, exclude = value_prior.learnable(sends, part, split, eval_start)
+    return value_prior.customer_stats(tp, before, exclude, _table(profiles))
+
+
 def _summary(ts: dataset.TrainingSet | None) -> dict[str, Any]:
     if ts is None:
         return {"rows": dict.fromkeys((*SPLITS, "train_positives"), 0), "stats": {}, "fit": (np.inf, -np.inf)}
@@ -214,7 +227,14 @@ def build(
     n_eval = sum(compute(*[delayed(len)(s) for s in shares]))
     context_share = order_statistic(shares, max_contexts - 1) if n_eval > max_contexts else None
 
+    # The order-value prior: one row per converting customer from each partition, fitted once here.
+    value_stats = [
+        delayed(_value_stats)(t, p, s, f, split, cutoffs[0] if cutoffs is not None else None)
+        for t, p, s, f in zip(tps, prepared, parts_split, profiles, strict=True)
+    ]
+    prior = value_prior.fit(list(compute(*value_stats)))
     settings = {
+        "prior": prior,
         "objective": objective,
         "labels": labels,
         "window": window,
@@ -252,4 +272,5 @@ def build(
         else period,
         partitions=src.partitions,
         stats=stats,
+        value_prior=prior,
     )

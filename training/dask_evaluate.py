@@ -320,6 +320,8 @@ def evaluate(
         "objective": dset.objective,
         "value_unit": local_eval.value_unit(dset.objective),
         "labels": dset.labels,
+        # How a customer's order value is estimated (model.domain.value): the prior learned from the training period.
+        "value_prior": dset.value_prior.model_dump() if dset.value_prior is not None else None,
         "attribution_window_days": dset.window_days,
     }
     policies, details = _policies(client, dset, scattered, truth, seed)

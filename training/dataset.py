@@ -32,6 +32,8 @@ from model.domain.features import FeatureLayout
 from model.domain.objective import Objective, realised_value
 from model.domain.recommend_schemas import NONE_CHANNEL
 from model.domain.settings import get_settings
+from model.domain.value import ValuePrior
+from training import value_prior
 from training.labels import OBJECTIVE_EVENT, attribute, window_outcomes
 from training.ope.contexts import ContextBuilder, Contexts
 from training.records import no_contact_decisions, normalise_decisions, normalise_touchpoints, profiles_map
@@ -72,6 +74,7 @@ class TrainingSet:
     period: tuple[datetime, datetime]
     stats: dict[str, float] = field(default_factory=dict)
     labels: Labels = "attributed"  # "window": outcome within the window after each decision (incremental)
+    value_prior: ValuePrior | None = None  # the order-value prior learned from the training period
 
     @property
     def no_contact(self) -> bool:
@@ -134,6 +137,8 @@ def build(
     if quiet_rows:
         levels["channel"] = [*levels["channel"], NONE_CHANNEL]  # the model also learns p(outcome | x, none)
     part = choose_split(sends, split, eval_fraction, window, valid_fraction)
+    before, exclude = value_prior.learnable(sends, part, split)
+    prior = value_prior.fit(value_prior.customer_stats(tp, before, exclude, profiles))
     return assemble(
         tp,
         sends,
@@ -149,6 +154,7 @@ def build(
         counts={"sends": labelled.height, "no_contact_rows": quiet_rows},
         progress=progress,
         workers=workers,
+        prior=prior,
     )
 
 
@@ -276,10 +282,12 @@ def assemble(
     progress: Progress | None = None,
     workers: int | None = None,
     context_share: float | None = None,
+    prior: ValuePrior | None = None,
 ) -> TrainingSet:
     """Rows, labels and evaluation contexts of censored, split sends (whole customers: the Dask engine calls it
     per partition). Held-out decisions: at most `max_contexts`, those with the smallest id hash share; with
-    `context_share`, those whose share is at most that (the global cut the Dask engine computes)."""
+    `context_share`, those whose share is at most that (the global cut the Dask engine computes). `prior`: the
+    order-value prior (training/value_prior.py) the contexts' value estimates use, as serving does."""
     settings = get_settings()
     costs = np.array([settings.cost_of(n) for n in catalogue().names])
     n_ch = len(catalogue())
@@ -344,7 +352,7 @@ def assemble(
 
     n_rows = sends.height
     matrix = np.full((n_rows, len(layout.names)), np.nan, dtype=np.float32)
-    builder = ContextBuilder(eval_dec, layout, levels["message"], settings)
+    builder = ContextBuilder(eval_dec, layout, levels["message"], settings, prior)
     replay(stream, matrix, builder, profiles_map(profiles), layout, levels["message"], progress, workers)
 
     meta = sends.select(
@@ -390,4 +398,5 @@ def assemble(
             "no_contact_rows": float(counts["no_contact_rows"]),
         },
         labels=labels,
+        value_prior=prior,
     )

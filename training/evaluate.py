@@ -460,6 +460,8 @@ def evaluate(booster: lgb.Booster, ts: TrainingSet, oracle: Oracle | None = None
         # data, always in conversion value (the simulator's ground truth).
         "value_unit": value_unit(ts.objective),
         "labels": ts.labels,  # what the reward is: "window" outcomes or "attributed" conversions (training/labels.py)
+        # How a customer's order value is estimated (model.domain.value): the prior learned from the training period.
+        "value_prior": ts.value_prior.model_dump() if ts.value_prior is not None else None,
         "attribution_window_days": ts.window_days,
     }
 

@@ -227,6 +227,7 @@ def _publish(
         channels=list(catalogue().names),
         objective=ts.objective,
         unsupported=_unsupported(ts, rep),
+        value_prior=ts.value_prior,
         attribution_window_days=ts.window_days,
         metrics=metrics,
         policy_value=evaluate.policy_value_summary(rep),

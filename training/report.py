@@ -543,5 +543,32 @@ highlighted; "est." marks numbers that rest on estimated propensities.{truth_not
 {_channel_model(report)}
 <h2>Plots</h2>{imgs}
 <h2>Data</h2><table>{drows}</table>
+{_value_prior(report)}
 </body></html>
 """
+
+
+def value_prior_text(report: dict[str, Any]) -> str:
+    """One sentence on how a customer's order value is estimated (model.domain.value), from the report."""
+    prior = report.get("value_prior")
+    if not prior:
+        return (
+            "Order value: the customer's own average when they have converted, else the configured default "
+            "(no training conversion to learn a prior from)."
+        )
+    by = (
+        f"by {prior['attribute']} ("
+        + ", ".join(f"{k} {v:.2f}" for k, v in sorted(prior["means"].items()))
+        + f"; overall {prior['overall']:.2f})"
+        if prior.get("attribute")
+        else f"overall {prior['overall']:.2f} (no profile attribute separates customers' order values)"
+    )
+    return (
+        f"Order value: the customer's own orders blended with a prior learned from {prior['conversions']:,} "
+        f"training conversions of {prior['customers']:,} customers, {by}; a customer's n orders weigh "
+        f"n / (n + {prior['credibility']:.3g}) (docs/decisions.md section 14)."
+    )
+
+
+def _value_prior(report: dict[str, Any]) -> str:
+    return f"<p>{html.escape(value_prior_text(report))}</p>"

@@ -127,6 +127,7 @@ def model_info() -> ModelInfo:
         metrics=dict(loaded.manifest.metrics) if loaded else {},
         objective=loaded.objective if loaded else None,
         unsupported=loaded.unsupported if loaded else None,
+        value_prior=loaded.value_prior if loaded else None,
         last_error=predictor.last_error,
         config_hash=get_settings().config_hash(),
         config_matches=loaded.manifest.config_matches(get_settings().config_hash()) if loaded else None,

@@ -51,6 +51,7 @@ from model.domain.recommend_schemas import (
 from model.domain.rules import Grid, candidate_grid
 from model.domain.schemas import Profile
 from model.domain.settings import Settings, get_settings
+from model.domain.value import ValuePrior, order_value
 
 COLD_START_EVENTS = 3  # fewer recorded events than this: population-level scores
 NEXT_ALLOWED_HOURS = 7 * 24  # how far ahead `next_allowed_at` is searched when the rules block every candidate
@@ -75,11 +76,15 @@ def scoring_history(agg: Aggregate) -> Aggregate:
     return Aggregate.empty() if agg.n_events < COLD_START_EVENTS else agg
 
 
-def conversion_value(agg: Aggregate, settings: Settings) -> float:
-    """The customer's average order value when known, else the configured default."""
+def conversion_value(
+    agg: Aggregate, settings: Settings, profile: Profile | None = None, prior: ValuePrior | None = None
+) -> float:
+    """The customer's expected order value (model.domain.value): their own average blended with the model's
+    learned prior; without a prior, their average when known, else the configured default."""
     conversions = sum(row[CONVERTED] for row in agg.counts)
     revenue = sum(agg.value)
-    return revenue / conversions if conversions and revenue > 0 else settings.default_conversion_value
+    attributes = profile.attributes if profile is not None else None
+    return order_value(revenue, conversions, attributes, prior, settings.default_conversion_value)
 
 
 def heuristic_scores(agg: Aggregate, codes: Sequence[int]) -> npt.NDArray[np.float64]:
@@ -267,7 +272,7 @@ def decide(
     grid = build_grid(req, history, profile, model.message_levels if model else [], now, s)
     # Cold start: population-level scores (no history), the hard rules still use what is known.
     scored = score(grid, model, scoring_history(history), profile, now)
-    value = conversion_value(history, s)
+    value = conversion_value(history, s, profile, model.value_prior if model else None)
     objective = model.objective if model else "conversion"
     # Cells of a channel or message without training support get the prior (no lift), not a tree leaf.
     supported = supported_cells(grid.channels, grid.messages, *_unsupported(model, grid.messages))

@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from model.domain.value import ValuePrior
+
 
 def schema_hash(features: list[str], categorical: list[str], levels: dict[str, list[str]]) -> str:
     """Fingerprint of the feature encoding: two models with the same hash take the same input rows."""
@@ -51,6 +53,7 @@ class Manifest(BaseModel):
     objective: str = "conversion"  # click | visit | conversion | value: what predictions mean at serving
     unsupported: Unsupported = Field(default_factory=Unsupported)  # empty for a model trained before it was recorded
     attribution_window_days: float = 7.0
+    value_prior: ValuePrior | None = None  # a customer's order value (model.domain.value); None: older models
     metrics: dict[str, float] = Field(default_factory=dict)
     policy_value: dict[str, float] = Field(default_factory=dict)  # e.g. {"model_snips": ...}
     code_version: str = "unknown"

@@ -11,6 +11,7 @@ import numpy.typing as npt
 
 from model.domain.features import FeatureLayout
 from model.domain.manifest import Unsupported
+from model.domain.value import ValuePrior
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -41,6 +42,11 @@ class Model(Protocol):
     @property
     def objective(self) -> str:
         """What predictions mean: click | visit | conversion probabilities, or value (model.domain.objective)."""
+        ...
+
+    @property
+    def value_prior(self) -> ValuePrior | None:
+        """The learned prior of a customer's order value (model.domain.value); None for older models."""
         ...
 
     @property

@@ -12,6 +12,7 @@ from model.domain.catalogue import catalogue, check_messages
 from model.domain.manifest import Unsupported
 from model.domain.schemas import ID_PATTERN, ChannelName, Id, StrictInt, channel_keys
 from model.domain.settings import get_settings
+from model.domain.value import ValuePrior
 
 MAX_BATCH = 1000
 MAX_MESSAGES = 20
@@ -189,6 +190,11 @@ class ModelInfo(BaseModel):
     )
     unsupported: Unsupported | None = Field(
         default=None, description="Channels and messages no training send tried: sent only by exploration."
+    )
+    value_prior: ValuePrior | None = Field(
+        default=None,
+        description="How a customer's conversion is valued: their own orders blended with this learned prior "
+        "(null: their average, else the configured default).",
     )
     last_error: str | None = None
     config_hash: str = Field(description="Fingerprint of the served configuration (channels, costs, rules, messages).")

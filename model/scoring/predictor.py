@@ -32,6 +32,7 @@ from model.domain.manifest import Manifest, Unsupported
 from model.domain.model_protocol import GridPrediction
 from model.domain.recommend_schemas import NONE_CHANNEL
 from model.domain.settings import AttributeSpec, get_settings
+from model.domain.value import ValuePrior
 from model.scoring.tree_scorer import FloatArray, TreeScorer, grid_rows
 
 COMPILED_KEY = "compiled"
@@ -104,6 +105,10 @@ class LoadedModel:
     @property
     def unsupported(self) -> Unsupported:
         return self.manifest.unsupported
+
+    @property
+    def value_prior(self) -> ValuePrior | None:
+        return self.manifest.value_prior
 
     @property
     def widths(self) -> tuple[int, int, int, int]:

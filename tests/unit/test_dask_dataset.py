@@ -90,3 +90,17 @@ def test_partitioned_build_gives_the_local_rows(sim_dir: Path, client: Any, spli
     assert ids == sorted(local.contexts.decision_id)  # the same held-out decisions, sampled by the same hash cut
     held_out = local.meta.filter(pl.Series(local.split == "eval"))["decision_id"].n_unique()
     assert len(ids) == min(max_contexts, held_out)  # the cap holds when it binds
+    # The same order-value prior, learned from the same conversions (training/value_prior.py), so the same value
+    # estimates in the contexts.
+    assert local.value_prior is not None
+    assert dist.value_prior is not None
+    assert dist.value_prior.attribute == local.value_prior.attribute
+    assert dist.value_prior.conversions == local.value_prior.conversions
+    assert dist.value_prior.overall == pytest.approx(local.value_prior.overall)
+    assert dist.value_prior.means == pytest.approx(local.value_prior.means)
+    assert dist.value_prior.credibility == pytest.approx(local.value_prior.credibility)
+    by_id: dict[str, float] = {}
+    for p in parts:
+        if p.contexts is not None:
+            by_id |= dict(zip(p.contexts.decision_id, p.contexts.value_hat.tolist(), strict=True))
+    assert [by_id[d] for d in local.contexts.decision_id] == pytest.approx(local.contexts.value_hat.tolist())

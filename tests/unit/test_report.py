@@ -147,3 +147,21 @@ def test_html_prints_no_scientific_notation() -> None:
     assert "0.00001234" in page
     assert "e+" not in page
     assert "e-0" not in page
+
+
+def test_html_says_how_order_values_are_estimated() -> None:
+    report = _report("logged")
+    page = rp.render_html(report)  # an older report without a prior
+    assert "else the configured default" in page
+    report["value_prior"] = {
+        "overall": 64.39,
+        "attribute": "segment",
+        "means": {"vip": 129.68, "new": 39.67},
+        "credibility": 21.19,
+        "conversions": 1048,
+        "customers": 812,
+    }
+    page = rp.render_html(report)
+    assert "by segment (new 39.67, vip 129.68; overall 64.39)" in page
+    assert "1,048 training conversions of 812 customers" in page
+    assert "n / (n + 21.2)" in page

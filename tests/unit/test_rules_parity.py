@@ -68,6 +68,9 @@ def test_offline_grid_rules_and_policy_equal_serving(objective: dataset.Objectiv
     model = served_model(booster, ts, "parity", Unsupported(**unsupported(ts)))
     settings = get_settings()
     assert ts.no_contact == (labels == "window")
+    # Both sides value a conversion with the learned order-value prior (model.domain.value), not the default.
+    assert ts.value_prior is not None
+    assert model.value_prior == ts.value_prior
     offline = model_policy(booster, ts)
     values = model_values(booster, ts)
 

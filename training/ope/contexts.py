@@ -23,6 +23,7 @@ from model.domain.recommend_schemas import DEFAULT_HORIZON_HOURS
 from model.domain.rules import WEEK, candidate_grid, send_counts
 from model.domain.schemas import Profile
 from model.domain.settings import Settings
+from model.domain.value import ValuePrior
 
 TraceRow = tuple[str, str, int]  # (rule, label, candidates excluded)
 
@@ -79,17 +80,25 @@ _PARTS = (
 class ContextBuilder:
     """Collects the candidate grid of each evaluated decision during the replay (one per worker)."""
 
-    def __init__(self, eval_dec: pl.DataFrame, layout: FeatureLayout, messages: list[str], settings: Settings) -> None:
+    def __init__(
+        self,
+        eval_dec: pl.DataFrame,
+        layout: FeatureLayout,
+        messages: list[str],
+        settings: Settings,
+        prior: ValuePrior | None = None,
+    ) -> None:
         self.dec = eval_dec
         self.layout = layout
         self.messages = messages
         self.settings = settings
+        self.prior = prior
         self.ids: list[int] = []
         self.parts: dict[str, list[Any]] = {k: [] for k in _PARTS}
 
     def fresh(self) -> ContextBuilder:
         """An empty builder with the same configuration (for a replay worker)."""
-        return ContextBuilder(self.dec, self.layout, self.messages, self.settings)
+        return ContextBuilder(self.dec, self.layout, self.messages, self.settings, self.prior)
 
     def merge(self, ids: list[int], parts: dict[str, list[Any]]) -> None:
         self.ids.extend(ids)
@@ -118,7 +127,7 @@ class ContextBuilder:
         p["local_dow"].append([lt.weekday() for lt in locals_])
         p["engaged"].append([r[OPENED] + r[CLICKED] + r[VISITED] + r[CONVERTED] for r in agg.counts])
         p["last_engaged"].append([max(r[OPENED], r[CLICKED], r[VISITED], r[CONVERTED]) for r in agg.last])
-        p["value_hat"].append(conversion_value(agg, self.settings))  # the estimate scoring ranks by
+        p["value_hat"].append(conversion_value(agg, self.settings, profile, self.prior))  # as serving estimates it
 
     def finish(self, costs: np.ndarray, objective: str = "conversion") -> Contexts:
         """The contexts, with each logged decision's reward in the objective's units (model.domain.objective)."""
