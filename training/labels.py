@@ -13,7 +13,10 @@ OBJECTIVE_EVENT = {"click": "clicked", "visit": "visited", "conversion": "conver
 def attribute(tp: pl.DataFrame, window_days: float) -> pl.DataFrame:
     """Per send: attributed opens, clicks, visits, conversions and conversion value (within the window).
 
-    Opens, clicks and visits go to the customer's latest send strictly before them (last touch). A conversion
+    An open, click or visit that quotes the decision of one of the customer's sends goes to that send (ESPs and
+    trackers report which message was clicked; with several sends a day, last touch would hand a click on the
+    morning's message to the noon one). The others go to the customer's latest send strictly before them (last
+    touch). A conversion
     goes to the send of the latest click or visit strictly before it (last click: the send that brought the
     customer to the shop) when that send is within the window, else to the latest send before it (last
     touch). Without the click rule, any send that happens between a click and the conversion it led to (a
@@ -23,7 +26,7 @@ def attribute(tp: pl.DataFrame, window_days: float) -> pl.DataFrame:
     window = window_days * DAY
     sends = (
         tp.filter(pl.col("ev") == SENT)
-        .select("customer_id", pl.col("event_id").alias("send_id"), pl.col("ts").alias("send_ts"))
+        .select("customer_id", pl.col("event_id").alias("send_id"), pl.col("ts").alias("send_ts"), "decision_id")
         .sort("send_ts")
     )
 
@@ -31,7 +34,7 @@ def attribute(tp: pl.DataFrame, window_days: float) -> pl.DataFrame:
         return (
             events.sort("ts")
             .join_asof(
-                sends,
+                sends.drop("decision_id"),
                 left_on="ts",
                 right_on="send_ts",
                 by="customer_id",
@@ -42,8 +45,24 @@ def attribute(tp: pl.DataFrame, window_days: float) -> pl.DataFrame:
             .filter(pl.col("send_id").is_not_null() & (pl.col("ts") - pl.col("send_ts") <= window))
         )
 
-    engaged = last_send(
-        tp.filter(pl.col("ev").is_in([OPENED, CLICKED, VISITED])).select("customer_id", "ts", "ev", "value")
+    events = tp.filter(pl.col("ev").is_in([OPENED, CLICKED, VISITED])).select(
+        "event_id", "customer_id", "ts", "ev", "value", "decision_id"
+    )
+    quoted = (
+        events.filter(pl.col("decision_id").is_not_null())
+        .join(sends.filter(pl.col("decision_id").is_not_null()), on=["customer_id", "decision_id"], how="inner")
+        .filter((pl.col("ts") > pl.col("send_ts")) & (pl.col("ts") - pl.col("send_ts") <= window))
+        .sort("send_ts")
+        .unique(subset="event_id", keep="last")  # a decision quoted by several sends: the latest before the event
+    )
+    cols = ["customer_id", "ts", "ev", "value", "send_id", "send_ts"]
+    engaged = pl.concat(
+        [
+            quoted.select(cols),
+            last_send(
+                events.join(quoted.select("event_id"), on="event_id", how="anti").drop("event_id", "decision_id")
+            ).select(cols),
+        ]
     )
     clicks = (
         engaged.filter(pl.col("ev").is_in([CLICKED, VISITED]))

@@ -138,12 +138,19 @@ def test_click_and_visit_models_rank_by_outcome_probability_net_of_cost_in_outco
 def test_conversion_model_values_the_probability_at_the_order_value(
     trained: dict[str, ModelStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("NBC_DEFAULT_CONVERSION_VALUE", "80")  # the seeded customer never bought: the default
+    monkeypatch.setenv("NBC_DEFAULT_CONVERSION_VALUE", "80")  # not used: the model learned an order-value prior
     get_settings.cache_clear()
     serve(trained, "conversion")
+    prior = trained["conversion"].manifest("conversion").value_prior
+    assert prior is not None
+    assert prior.conversions > 0
+    assert model_info()["value_prior"] == prior.model_dump(mode="json")
     seed_customer("cust-obj")
+    # The seeded customer never bought and declares no attribute: the prior's overall mean order value.
+    value = prior.overall
+    assert value != pytest.approx(80.0)
     for rec in contacts(recommend()):
-        assert rec["expected_value"] == pytest.approx(rec["p_convert"] * 80 - get_settings().cost_of(rec["channel"]))
+        assert rec["expected_value"] == pytest.approx(rec["p_convert"] * value - get_settings().cost_of(rec["channel"]))
 
 
 def test_value_model_predicts_the_value_itself_unclamped_and_without_order_value(

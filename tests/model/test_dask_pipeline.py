@@ -81,7 +81,10 @@ def test_dask_engine_trains_the_funnel_where_the_local_engine_does(runs: Reports
     # 0.678-0.686 against 0.695); at 20,000 customers the two were within 2 points of the oracle (bench/RESULTS.md).
     auc_d, auc_l = dask_rep["metrics"]["auc"], local_rep["metrics"]["auc"]
     assert abs(auc_d - auc_l) < 0.03, (auc_d, auc_l)
-    assert auc_d > 0.65
+    # Both learn (0.5 is chance). Since the simulated logger also explores the next day's slots, ~15% of the rows
+    # are sends a day after their decision, whose outcome the decision-time state predicts poorly (AUC 0.54 on this
+    # log, 0.64 overall against 0.70 with same-day exploration only).
+    assert auc_d > 0.6
     pol_d = dask_rep["policies"]
     assert pol_d["model"]["share_of_oracle"] > pol_d["random"]["share_of_oracle"]
 

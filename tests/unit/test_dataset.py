@@ -101,6 +101,29 @@ def test_conversions_go_to_the_last_click_else_to_the_last_touch() -> None:
     assert dict(zip(ids, converted.tolist(), strict=True)) == {"x1": 1, "x2": 0, "y1": 1, "z1": 0, "z2": 1}
 
 
+def test_an_engagement_that_quotes_its_send_goes_to_that_send() -> None:
+    log = [
+        # Two sends the same morning: q1's click comes after q2 was sent, but it quotes q1's decision.
+        _tp("q1", "q", "email", "sent", T0, message_id="m1", decision_id="d-q1"),
+        _tp("q2", "q", "sms", "sent", T0 + H, message_id="m1", decision_id="d-q2"),
+        _tp("q1c", "q", "email", "clicked", T0 + 2 * H, decision_id="d-q1"),
+        _tp("q1v", "q", "web", "converted", T0 + D, value=10),
+        # Without a decision id the click goes to the latest send before it (last touch), as before.
+        _tp("r1", "r", "email", "sent", T0, message_id="m1", decision_id="d-r1"),
+        _tp("r2", "r", "sms", "sent", T0 + H, message_id="m1", decision_id="d-r2"),
+        _tp("r1c", "r", "email", "clicked", T0 + 2 * H),
+        # A quoted decision whose send came after the click (or is unknown) cannot have caused it: last touch.
+        _tp("s1", "s", "email", "sent", T0, message_id="m1", decision_id="d-s1"),
+        _tp("s1c", "s", "email", "clicked", T0 + H, decision_id="d-s2"),
+        _tp("s2", "s", "sms", "sent", T0 + 2 * H, message_id="m1", decision_id="d-s2"),
+    ]
+    ts = _build(log, eval_fraction=0.0, valid_fraction=0.0)
+    clicks = dict(zip(ts.meta["send_id"].to_list(), ts.meta["clicks"].to_list(), strict=True))
+    assert clicks == {"q1": 1, "q2": 0, "r1": 0, "r2": 1, "s1": 1, "s2": 0}
+    value = dict(zip(ts.meta["send_id"].to_list(), ts.meta["conv_value"].to_list(), strict=True))
+    assert (value["q1"], value["q2"]) == (10.0, 0.0)  # the conversion follows the click (last click)
+
+
 def test_value_objective_and_click_objective() -> None:
     ts = _build(_tiny_log(), objective="value", eval_fraction=0.0, valid_fraction=0.0)
     assert dict(zip(ts.meta["send_id"].to_list(), ts.y.tolist(), strict=True))["e1"] == 50.0
