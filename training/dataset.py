@@ -4,8 +4,9 @@ This module assembles the stages: normalised inputs (training/records.py), label
 split (training/split.py), the replay of the online fold (training/replay.py) and the evaluation contexts
 (training/ope/contexts.py). Columnar work runs in polars; the only Python loop is the replay.
 
-Labels (last-touch attribution): every click / visit / conversion is attributed to the customer's latest
-send strictly before it, on any channel, if it falls within the attribution window after that send. The
+Labels (training/labels.py): an open / click / visit goes to the send whose decision it quotes, else to the
+customer's latest send strictly before it, on any channel, if it falls within the attribution window after that
+send; a conversion to the send of the latest click before it, else the latest send (last touch). The
 label of a send is whether it got an attributed event of the objective's type (`value`: the attributed
 conversion value). Sends whose window is not over by the end of the log are censored (dropped), not negative.
 
