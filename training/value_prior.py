@@ -48,15 +48,15 @@ def customer_stats(
     stats = conv.group_by("customer_id").agg(
         pl.len().alias("n"), pl.col("value").sum().alias("total"), (pl.col("value") ** 2).sum().alias("total_sq")
     )
-    attrs = categorical_attributes()
-    known = profiles_map(profiles) if profiles is not None else {}
     ids = stats["customer_id"].to_list()
-    for name in attrs:
-        col = []
-        for c in ids:
-            prof = known.get(str(c))
-            level = prof.attributes.get(name) if prof is not None else None
-            col.append(None if level is None else str(level))
+    known = {}
+    if profiles is not None:  # parse only the converting customers' profiles (the replay parses them all)
+        df = profiles if isinstance(profiles, pl.DataFrame) else pl.from_arrow(profiles)
+        assert isinstance(df, pl.DataFrame)
+        known = profiles_map(df.filter(pl.col("customer_id").cast(pl.String).is_in(ids)))
+    for name in categorical_attributes():
+        levels = [known[c].attributes.get(name) if c in known else None for c in ids]
+        col = [None if level is None else str(level) for level in levels]
         stats = stats.with_columns(pl.Series(name, col, dtype=pl.String))
     return stats
 
