@@ -143,6 +143,12 @@ def _assemble(
     )
 
 
+def _first_held_out(prepared: Any, part: np.ndarray) -> float:
+    sends = prepared[0]
+    held = part == "eval"
+    return float(sends["send_ts"].to_numpy()[held].min()) if sends is not None and held.any() else float("inf")
+
+
 def _value_stats(
     tp: pl.DataFrame, prepared: Any, part: np.ndarray, profiles: Any | None, split: Split, eval_start: float | None
 ) -> pl.DataFrame:
@@ -227,9 +233,11 @@ def build(
     n_eval = sum(compute(*[delayed(len)(s) for s in shares]))
     context_share = order_statistic(shares, max_contexts - 1) if n_eval > max_contexts else None
 
-    # The order-value prior: one row per converting customer from each partition, fitted once here.
+    # The order-value prior: one row per converting customer from each partition, fitted once here; the temporal
+    # split's cut is the first held-out send over every partition, as the local build's.
+    first_held = min(compute(*[delayed(_first_held_out)(p, s) for p, s in zip(prepared, parts_split, strict=True)]))
     value_stats = [
-        delayed(_value_stats)(t, p, s, f, split, cutoffs[0] if cutoffs is not None else None)
+        delayed(_value_stats)(t, p, s, f, split, first_held if split == "temporal" else None)
         for t, p, s, f in zip(tps, prepared, parts_split, profiles, strict=True)
     ]
     prior = value_prior.fit(list(compute(*value_stats)))

@@ -28,7 +28,7 @@ def learnable(
     sends: pl.DataFrame, part: np.ndarray, split: str, eval_start: float | None = None
 ) -> tuple[float, set[str]]:
     """(conversions before this instant, customers excluded): what the prior may learn from. `eval_start`: the
-    temporal split's global cut (the Dask engine's), else the first held-out send of `sends`."""
+    first held-out send over every partition (the Dask engine's), else the first held-out send of `sends`."""
     held = part == "eval"
     if split == "temporal":
         if eval_start is not None:
