@@ -96,13 +96,15 @@ def fit_prior(
 
     best_attr: str | None = None
     best_var = between(np.full(len(n_), overall), 1)
+    # A level's mean is shrunk towards the overall mean like a customer's: the same pseudo-count for every
+    # attribute, so the comparison between attributes does not depend on the order they are tried in.
+    k0 = within / best_var if best_var > 0 else MAX_CREDIBILITY
     best_means: dict[str, float] = {}
     for attr, lev in lv.items():
         known = sorted({x for x in lev if x})
         if len(known) < 2:
             continue
         raw = {x: (float(s[lev == x].sum()), float(n_[lev == x].sum())) for x in known}
-        k0 = within / best_var if best_var > 0 else MAX_CREDIBILITY
         means = {x: (tot + k0 * overall) / (cnt + k0) for x, (tot, cnt) in raw.items()}
         centre = np.array([means.get(x, overall) for x in lev], dtype=np.float64)
         var = between(centre, len(known))

@@ -57,6 +57,10 @@ def test_the_prior_finds_the_attribute_that_sets_order_values_and_halves_the_err
     prior = fit_prior([len(o) for o in orders], [o.sum() for o in orders], [(o**2).sum() for o in orders], attrs)
     assert prior is not None
     assert prior.attribute == "segment"
+    # The same prior whatever order the attributes are tried in.
+    n = [len(o) for o in orders]
+    swapped = fit_prior(n, [o.sum() for o in orders], [(o**2).sum() for o in orders], dict(reversed(attrs.items())))
+    assert swapped == prior
     for level, mean in {"a": 40.0, "b": 60.0, "c": 120.0}.items():
         assert prior.means[level] == pytest.approx(mean * np.exp(0.25**2 / 2), rel=0.06)
     # k = within / between variance: orders vary ~2-3x more within a customer than customers' means around
