@@ -37,7 +37,7 @@ from model.domain.features import (
 )
 from model.domain.model_protocol import GridPrediction, Model
 from model.domain.objective import cell_values, is_probability, supported_cells, unknown_messages
-from model.domain.policy import action_probabilities, greedy_cell, holdout_bucket
+from model.domain.policy import action_probabilities, greedy_cell, holdout_bucket, tie_key
 from model.domain.reasons import Option, contrast_cells, contrastive, heuristic_reason, only_channel
 from model.domain.recommend_schemas import (
     NONE_CHANNEL,
@@ -285,7 +285,7 @@ def decide(
     allowed_flat = np.flatnonzero(grid.allowed.ravel())
     n_allowed = len(allowed_flat)
     positive = allowed_flat[ev.ravel()[allowed_flat] > 0]
-    ranked = positive[np.argsort(-ev.ravel()[positive], kind="stable")]
+    ranked = positive[np.argsort(-tie_key(ev.ravel()[positive]), kind="stable")]
     probs, p_none = action_probabilities(ev, grid.allowed, s.exploration_rate)
 
     if holdout_bucket(req.customer_id) < s.holdout_share:

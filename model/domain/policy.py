@@ -23,9 +23,20 @@ def holdout_bucket(customer_id: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
+# Expected values equal to this many decimals are ties, and the first candidate (the earliest slot) wins. Two scoring
+# paths (the compiled scorer and LightGBM, serving and evaluation) add the same leaves in other orders and differ in
+# the last bits: without rounding, a customer's two equally good slots could swap between them.
+TIE_DECIMALS = 9
+
+
+def tie_key(ev: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Expected values as candidates are ranked by (rounded to TIE_DECIMALS)."""
+    return np.round(ev, TIE_DECIMALS)
+
+
 def greedy_cell(ev: npt.NDArray[np.float64], allowed: npt.NDArray[np.bool_]) -> int | None:
     """The flat index of the best allowed candidate with positive expected value (first on ties), else None."""
-    flat_ev, flat_ok = ev.ravel(), allowed.ravel()
+    flat_ev, flat_ok = tie_key(ev.ravel()), allowed.ravel()
     score = np.where(flat_ok & (flat_ev > 0), flat_ev, -np.inf)
     if not np.isfinite(score).any():
         return None

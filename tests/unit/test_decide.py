@@ -12,7 +12,7 @@ from model.domain.aggregate import EVENT_INDEX, Aggregate, FoldEvent, fold
 from model.domain.catalogue import catalogue
 from model.domain.decide import build_grid, decide
 from model.domain.features import channel_features, customer_features, message_features, slot_features
-from model.domain.policy import holdout_bucket
+from model.domain.policy import action_probabilities, greedy_cell, holdout_bucket
 from model.domain.recommend_schemas import Policy, RecommendationRequest
 from model.domain.schemas import Profile, QuietHours
 from model.domain.settings import get_settings
@@ -304,3 +304,15 @@ def test_a_message_the_model_never_saw_gets_no_lift(model: LoadedModel) -> None:
     recs = decide(both, engaged(), profile, model).recommendations
     assert recs
     assert all(r.message_id == "msg-c" for r in recs)
+
+
+def test_values_equal_but_for_rounding_noise_are_ties_and_the_first_cell_wins() -> None:
+    # Two scoring paths add the same leaves in other orders: 8.692613348510962 vs ...964 for two slots a day apart.
+    allowed = np.ones((1, 3, 1), dtype=bool)
+    noisy = np.array([[[8.692613348510962], [8.692613348510964], [1.0]]])
+    assert greedy_cell(noisy, allowed) == 0  # the earliest slot, whichever path scored it
+    assert greedy_cell(noisy[:, ::-1], allowed) == 1  # the first of the two tied cells, not the last bits' winner
+    real = np.array([[[8.6926133], [8.6926134], [1.0]]])  # a difference a customer could earn
+    assert greedy_cell(real, allowed) == 1
+    probs, _ = action_probabilities(noisy, allowed, 0.0)
+    assert probs.ravel().tolist() == [1.0, 0.0, 0.0]

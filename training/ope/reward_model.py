@@ -37,7 +37,7 @@ REWARD_PARAMS: dict[str, Any] = {
     "num_threads": 1,  # OpenMP threads stall when other jobs share the cores (62 -> 7 s per fit seen)
     "seed": 11,
 }
-REWARD_ROUNDS = 200  # the Dask evaluation's fixed round count (training/dask_evaluate.py)
+REWARD_ROUNDS = 200  # when a stage's rows are too few to probe
 # Undersmoothing (docs/ope.md, "What the reward model must be"): each stage runs UNDERSMOOTH times the round count
 # that early stopping on log loss picks. Log loss is best on the log's own distribution (mostly business as
 # usual); the policies evaluated pick the extreme cells, which a log-loss-optimal model shrinks towards the mean.
@@ -129,20 +129,36 @@ def fit(
     return Nuisance(q, p_channel, logloss, calib, q_none)
 
 
+def probe_rows(n: int, seed: int) -> np.ndarray:
+    """The PROBE_SHARE of rows (at random, reproducibly) early stopping is measured on."""
+    return np.random.default_rng(seed).random(n) < PROBE_SHARE
+
+
+def undersmoothed_rounds(best: int, n_fit: int, n_all: int) -> int:
+    """UNDERSMOOTH x the log-loss-optimal round count `best` (found on n_fit rows), scaled to all n_all rows."""
+    return max(1, round(UNDERSMOOTH * refit_rounds(best, n_fit, n_all)))
+
+
+def can_probe(label: np.ndarray, probe: np.ndarray, binary: bool) -> bool:
+    """Whether there are enough rows (50 to probe) and, for a binary stage, both classes on each side."""
+    if probe.sum() < 50 or (~probe).sum() < 50:
+        return False
+    return not binary or all(len(np.unique(label[side])) == 2 for side in (probe, ~probe))
+
+
 def stage_rounds(params: dict[str, Any], x: np.ndarray, label: np.ndarray, names: list[str], cats: list[str]) -> int:
     """UNDERSMOOTH x the round count early stopping picks on a random PROBE_SHARE of the rows, scaled to all rows
     (as the product model's refit); REWARD_ROUNDS when the rows are too few or one-class to probe."""
-    probe = np.random.default_rng(int(params.get("seed", 0))).random(len(label)) < PROBE_SHARE
-    fit = ~probe
-    binary = params.get("objective") == "binary"
-    if probe.sum() < 50 or (binary and (len(np.unique(label[fit])) < 2 or len(np.unique(label[probe])) < 2)):
+    probe = probe_rows(len(label), int(params.get("seed", 0)))
+    if not can_probe(label, probe, params.get("objective") == "binary"):
         return REWARD_ROUNDS
+    fit = ~probe
     dfit = lgb.Dataset(x[fit], label[fit], feature_name=names, categorical_feature=cats, free_raw_data=False)
     dprobe = lgb.Dataset(x[probe], label[probe], reference=dfit)
     stop = lgb.early_stopping(STOP_ROUNDS, verbose=False)
     booster = lgb.train(params, dfit, num_boost_round=MAX_ROUNDS, valid_sets=[dprobe], callbacks=[stop])
     best = booster.best_iteration or booster.current_iteration()
-    return max(1, round(UNDERSMOOTH * refit_rounds(best, int(fit.sum()), len(label))))
+    return undersmoothed_rounds(best, int(fit.sum()), len(label))
 
 
 def fit_stage(params: dict[str, Any], x: np.ndarray, label: np.ndarray, names: list[str], cats: list[str]) -> Any:
