@@ -13,6 +13,8 @@ from training import pipeline
 from training.simulate import SimConfig, simulate, write
 
 Reports = tuple[dict[str, Any], dict[str, Any]]  # (dask, local) report.json
+# One worker runs the module (--dist loadgroup), so its module-scoped Dask run happens once, not once per worker.
+pytestmark = pytest.mark.xdist_group("dask_pipeline")
 
 
 @pytest.fixture(scope="module")
