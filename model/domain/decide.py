@@ -284,8 +284,9 @@ def decide(
 
     allowed_flat = np.flatnonzero(grid.allowed.ravel())
     n_allowed = len(allowed_flat)
-    positive = allowed_flat[ev.ravel()[allowed_flat] > 0]
-    ranked = positive[np.argsort(-tie_key(ev.ravel()[positive]), kind="stable")]
+    key = tie_key(ev.ravel())  # as greedy_cell ranks: last-bit differences are ties
+    positive = allowed_flat[key[allowed_flat] > 0]
+    ranked = positive[np.argsort(-key[positive], kind="stable")]
     probs, p_none = action_probabilities(ev, grid.allowed, s.exploration_rate)
 
     if holdout_bucket(req.customer_id) < s.holdout_share:

@@ -42,7 +42,7 @@ REWARD_ROUNDS = 200  # when a stage's rows are too few to probe
 # that early stopping on log loss picks. Log loss is best on the log's own distribution (mostly business as
 # usual); the policies evaluated pick the extreme cells, which a log-loss-optimal model shrinks towards the mean.
 # 2.5 measured on the simulator (bench/RESULTS.md): DM bias of the model's policy -25% -> -12% at 20,000 customers,
-# -17% -> -9% at 3,000, where fixed large round counts (1,500, 3,000) overfit the small log (logging -32%, -51%).
+# -17% -> -11% at 3,000, where fixed large round counts (1,500, 3,000) overfit the small log (logging -32%, -51%).
 UNDERSMOOTH = 2.5
 MAX_ROUNDS = 5000
 STOP_ROUNDS = 50
