@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from model.adapters import aws
-from model.adapters.store import from_image
+from model.adapters.dynamodb import from_image
 from model.adapters.table import PK, SK
 from model.domain.settings import get_settings
 

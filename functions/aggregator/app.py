@@ -3,7 +3,7 @@
 Records are grouped by customer so each aggregate is read and written once per batch. Only INSERTs of
 touchpoint items (SK TP#...) count: a MODIFY of a touchpoint is the aggregator's own `agg_version` mark (a
 touchpoint is never rewritten), and AGG/PROFILE/DEC/ERASED items are ignored. A record is a trigger, not the
-data: its keys name the touchpoint, and `store.fold_touchpoints` folds the item as stored and marks it folded
+data: its keys name the touchpoint, and `states.fold_touchpoints` folds the item as stored and marks it folded
 in the same transaction that writes the aggregate. So a redelivered, reordered or concurrent record is never
 counted twice, whatever the event's age, and a touchpoint erased since, or any touchpoint of a customer with
 a live erasure tombstone, is not folded at all. When a customer's update fails, its records are reported as
@@ -22,7 +22,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from functions.common.observability import logger, metrics, pseudonym, tracer
-from model.adapters import store
+from model.adapters import dynamodb, states
 from model.adapters.table import PK, SK, customer_pk, touchpoint_sk
 from model.domain.aggregate import FoldEvent
 
@@ -41,8 +41,8 @@ def fold_event_from_image(image: dict[str, Any]) -> tuple[str, FoldEvent] | None
     sk = image.get(SK, {}).get("S", "")
     if not sk.startswith(TP_PREFIX):
         return None
-    doc = store.from_image(image)
-    event = store.fold_event_of_item(doc)
+    doc = dynamodb.from_image(image)
+    event = states.fold_event_of_item(doc)
     return (str(doc["customer_id"]), event) if event is not None else None
 
 
@@ -75,7 +75,7 @@ def apply_batch(records: list[dict[str, Any]]) -> set[str]:
     folded = skipped = erased = unreadable = 0
     for customer_id, event_ids in by_customer.items():
         try:
-            outcome = store.fold_touchpoints(customer_id, event_ids)
+            outcome = states.fold_touchpoints(customer_id, event_ids)
         except Exception:
             logger.exception("aggregate update failed", extra={"customer": pseudonym(customer_id)})
             failed.add(customer_id)

@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from functions.common.observability import logger, metrics, tracer
 from model.adapters import aws
-from model.adapters.store import StoreUnavailableError
+from model.adapters.dynamodb import StoreUnavailableError
 from model.domain.schemas import error_list
 from model.domain.settings import get_settings
 

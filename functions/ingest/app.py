@@ -15,7 +15,7 @@ from functions.common import examples
 from functions.common.http import create_app, lambda_handler, problem, unavailable
 from functions.common.observability import logger, metrics, pseudonym
 from functions.ingest.customers import router as customers_router
-from model.adapters import store
+from model.adapters import dynamodb, erasure, profiles
 from model.adapters.ingest import ERASED, MAX_BATCH, IngestResult, ingest
 from model.domain.schemas import ID_PATTERN, Profile, Touchpoint
 
@@ -105,7 +105,7 @@ async def post_touchpoints(request: Request) -> Response:
         return items
     try:
         result = await run_in_threadpool(ingest, items)  # blocking DynamoDB calls: off the event loop
-    except store.StoreUnavailableError:
+    except dynamodb.StoreUnavailableError:
         logger.warning("store unavailable during ingest", extra={"items": len(items)})
         return unavailable(UNAVAILABLE)
     metrics.add_metric(name="TouchpointsStored", unit=MetricUnit.Count, value=result.stored)
@@ -123,15 +123,15 @@ async def post_touchpoints(request: Request) -> Response:
 @router.put(
     "/v1/customers/{customer_id}/profile",
     response_model=Profile,
-    responses={409: {"description": f"The customer was erased less than {store.ERASURE_TOMBSTONE_DAYS} days ago"}},
+    responses={409: {"description": f"The customer was erased less than {erasure.ERASURE_TOMBSTONE_DAYS} days ago"}},
     summary="Set a customer's profile",
 )
 def put_profile(
     customer_id: CustomerId, profile: Annotated[Profile, Body(openapi_examples=examples.profile())]
 ) -> Response:
     try:
-        store.put_profile(customer_id, profile)
-    except store.CustomerErasedError:
+        profiles.put_profile(customer_id, profile)
+    except erasure.CustomerErasedError:
         return problem(409, "Conflict", ERASED)
     metrics.add_metric(name="ProfilesSet", unit=MetricUnit.Count, value=1)
     logger.info("profile set", extra={"customer": pseudonym(customer_id)})
@@ -145,7 +145,7 @@ def put_profile(
     summary="Read a customer's profile",
 )
 def get_profile(customer_id: CustomerId) -> Response:
-    profile = store.get_profile(customer_id)
+    profile = profiles.get_profile(customer_id)
     metrics.add_metric(name="ProfilesRead", unit=MetricUnit.Count, value=1)
     if profile is None:
         return problem(404, "Not Found", "no profile stored for this customer")
@@ -154,7 +154,7 @@ def get_profile(customer_id: CustomerId) -> Response:
 
 @router.delete("/v1/customers/{customer_id}", response_model=Erased, summary="Erase every item of a customer")
 def delete_customer(customer_id: CustomerId) -> Erased:
-    deleted = store.erase_customer(customer_id)
+    deleted = erasure.erase_customer(customer_id)
     metrics.add_metric(name="CustomersErased", unit=MetricUnit.Count, value=1)
     logger.info("customer erased", extra={"customer": pseudonym(customer_id), "items": deleted})
     return Erased(customer_id=customer_id, deleted_items=deleted)

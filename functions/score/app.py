@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from functions.common import examples
 from functions.common.http import create_app, lambda_handler
 from functions.common.observability import logger, metrics, pseudonym
-from model.adapters import aws, store
+from model.adapters import aws, dynamodb, states
 from model.adapters.decision_log import log_decisions
 from model.adapters.model_service import get_predictor
 from model.domain.decide import decide
@@ -37,8 +37,8 @@ from model.domain.settings import get_settings
 
 JSON = "application/json"
 STORE_WORKERS = 4  # threads of the batch endpoint's parallel store calls (aws.POOL_CONNECTIONS >= this)
-STATE_CHUNK = store.READ_CHUNK // 2  # customers per state read: aggregate + profile = 2 keys each
-LOG_CHUNK = 4 * store.WRITE_CHUNK  # decisions per decision-log write task
+STATE_CHUNK = dynamodb.READ_CHUNK // 2  # customers per state read: aggregate + profile = 2 keys each
+LOG_CHUNK = 4 * dynamodb.WRITE_CHUNK  # decisions per decision-log write task
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -67,7 +67,7 @@ def parallel(fn: Callable[[Sequence[T]], R], items: Sequence[T], chunk: int) -> 
 
 
 def _one(req: RecommendationRequest) -> RecommendationResponse:
-    agg, profile = store.get_state(req.customer_id)
+    agg, profile = states.get_state(req.customer_id)
     return decide(req, agg, profile, get_predictor().model())
 
 
@@ -98,16 +98,17 @@ def recommend(req: Annotated[RecommendationRequest, Body(openapi_examples=exampl
     summary="Recommendations for up to 1,000 customers (campaign audiences)",
 )
 def recommend_batch(batch: Annotated[BatchRequest, Body(openapi_examples=examples.batch())]) -> Response:
-    states: dict[str, store.State] = {}
-    for part in parallel(store.get_states, list(dict.fromkeys(req.customer_id for req in batch.requests)), STATE_CHUNK):
-        states.update(part)
+    by_customer: dict[str, states.State] = {}
+    customer_ids = list(dict.fromkeys(req.customer_id for req in batch.requests))
+    for part in parallel(states.get_states, customer_ids, STATE_CHUNK):
+        by_customer.update(part)
     model = get_predictor().model()
     results: list[RecommendationResponse] = []
     for req in batch.requests:
         left = aws.remaining()
         if left is not None and left <= 0:  # CPU work counts too: never answer past the request's deadline
             raise aws.DeadlineExceededError(operation=f"decision {len(results) + 1} of {len(batch.requests)}")
-        results.append(decide(req, *states[req.customer_id], model))
+        results.append(decide(req, *by_customer[req.customer_id], model))
     parallel(log_decisions, results, LOG_CHUNK)
     metrics.add_metric(name="BatchDecisions", unit=MetricUnit.Count, value=len(results))
     logger.info("batch decisions", extra={"decisions": len(results)})

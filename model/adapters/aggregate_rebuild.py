@@ -8,7 +8,7 @@ A rebuild restores it in two steps, each as safe against a running aggregator as
    transaction conditional on the aggregate's version (and on no live erasure tombstone). The version is read
    BEFORE the touchpoints: a fold that commits in between changes it, the write fails, and the rebuild reads
    again, so a touchpoint marked meanwhile is never left out.
-2. Touchpoints not marked yet (in flight, or given up by the aggregator) are handed to `store.fold_touchpoints`,
+2. Touchpoints not marked yet (in flight, or given up by the aggregator) are handed to `states.fold_touchpoints`,
    the aggregator's own exactly-once path, which folds and marks them; a concurrent aggregator folds each of
    them once between the two of them.
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from model.adapters import aws, store
+from model.adapters import aws, dynamodb, erasure, states
 from model.adapters.table import AGG_SK, FOLDED, PK, SK, customer_pk, touchpoint_sk
 from model.domain.aggregate import Aggregate, FoldEvent, replay
 from model.domain.settings import get_settings
@@ -69,7 +69,7 @@ def _events(items: list[Item]) -> tuple[list[FoldEvent], int]:
     events, unreadable = [], 0
     for item in items:
         try:
-            event = store.fold_event_of_item(store.from_image(item))
+            event = states.fold_event_of_item(dynamodb.from_image(item))
         except (KeyError, TypeError, ValueError):
             event = None
         if event is None:
@@ -82,9 +82,9 @@ def _events(items: list[Item]) -> tuple[list[FoldEvent], int]:
 
 def rebuild_customer(customer_id: str) -> Rebuilt:
     """Recompute the customer's aggregate from its stored touchpoints; see the module's docstring."""
-    for attempt in range(store.AGG_ATTEMPTS):
+    for attempt in range(states.AGG_ATTEMPTS):
         now = datetime.now(UTC)
-        if store.erased_customers([customer_id], now):
+        if erasure.erased_customers([customer_id], now):
             return Rebuilt("erased")
         key = {PK: {"S": customer_pk(customer_id)}, SK: {"S": AGG_SK}}
         stored_item = _ddb().get_item(TableName=get_settings().table_name, Key=key, ConsistentRead=True).get("Item")
@@ -97,17 +97,17 @@ def rebuild_customer(customer_id: str) -> Rebuilt:
         # Nothing marked but an aggregate stored: it counts touchpoints no longer stored, and becomes empty.
         rebuilt = replay(events) if marked or before is not None else None
         if rebuilt is not None and rebuilt != before:
-            # The aggregate's own item format and version condition (store's), plus the tombstone check.
-            put = store._aggregate_put(customer_id, rebuilt, version)
-            reasons = store.transact([store.not_erased(customer_id, now), put])
+            # The aggregate's own item format and version condition (states'), plus the tombstone check.
+            put = states.aggregate_put(customer_id, rebuilt, version)
+            reasons = dynamodb.transact([erasure.not_erased(customer_id, now), put])
             if reasons is not None:
                 if reasons[0].get("Code") == "ConditionalCheckFailed":
                     return Rebuilt("erased")
-                store._backoff(min(attempt, 4))  # the aggregator wrote meanwhile: read again
+                dynamodb.backoff(min(attempt, 4))  # the aggregator wrote meanwhile: read again
                 continue
         after = rebuilt if rebuilt is not None else before
         if late:
-            outcome = store.fold_touchpoints(customer_id, late)
+            outcome = states.fold_touchpoints(customer_id, late)
             if outcome.erased:
                 return Rebuilt("erased")
             after = outcome.aggregate
@@ -116,7 +116,7 @@ def rebuild_customer(customer_id: str) -> Rebuilt:
             return Rebuilt("empty", touchpoints=len(items))
         changed: Outcome = "unchanged" if after == before else "changed"
         return Rebuilt(changed, len(items), len(late), unreadable, after)
-    raise store.StoreUnavailableError(f"aggregate rebuild lost {store.AGG_ATTEMPTS} races in a row")
+    raise dynamodb.StoreUnavailableError(f"aggregate rebuild lost {states.AGG_ATTEMPTS} races in a row")
 
 
 def customers_with_data() -> Iterator[str]:

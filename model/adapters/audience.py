@@ -1,5 +1,5 @@
 """Audience scoring: a decision for every customer of a campaign audience, chunk by chunk, with the same state
-reads (store.get_states), rules and decision (decide) and decision log (log_decisions) as the API.
+reads (states.get_states), rules and decision (decide) and decision log (log_decisions) as the API.
 
 A run writes one part per chunk of the audience (in file order) and a summary last:
 
@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from model.adapters import store
+from model.adapters import states
 from model.adapters.decision_log import log_decisions
 from model.adapters.registry import blobs
 from model.domain.decide import decide
@@ -66,9 +66,9 @@ def decide_requests(
 ) -> list[RecommendationResponse]:
     """Decisions for requests of (possibly repeated) customers: one batched state read, one decision each, the
     decisions logged (PK C#customer, SK DEC#decision_id) as the single-customer endpoint logs them."""
-    states = store.get_states([r.customer_id for r in requests])
+    by_customer = states.get_states([r.customer_id for r in requests])
     ids: Sequence[str | None] = decision_ids or [None] * len(requests)
-    results = [decide(r, *states[r.customer_id], model, decision_id=d) for r, d in zip(requests, ids, strict=True)]
+    results = [decide(r, *by_customer[r.customer_id], model, decision_id=d) for r, d in zip(requests, ids, strict=True)]
     if log:
         log_decisions(results)
     return results

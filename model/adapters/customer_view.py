@@ -15,7 +15,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from model.adapters import aws, store
+from model.adapters import aws, dynamodb, profiles
 from model.adapters.table import AGG_SK, BY_TIME, FOLDED, PK, SK, TS, customer_pk, decision_sk
 from model.domain.aggregate import Aggregate
 from model.domain.customer_schemas import (
@@ -102,7 +102,7 @@ def touchpoints_page(
     page = items[:limit]
     more = len(items) > limit
     next_cursor = _encode({"k": "t", "sk": page[-1][SK]["S"], "ts": page[-1][TS]["S"]}) if more else None
-    return [_touchpoint_view(store.from_image(it)) for it in page], next_cursor
+    return [_touchpoint_view(dynamodb.from_image(it)) for it in page], next_cursor
 
 
 def _decisions(customer_id: str) -> list[DecisionView]:
@@ -121,7 +121,7 @@ def _decisions(customer_id: str) -> list[DecisionView]:
     )
     for page in pages:
         for item in page.get("Items", []):
-            doc = {k: v for k, v in store.from_image(item).items() if v is not None}
+            doc = {k: v for k, v in dynamodb.from_image(item).items() if v is not None}
             out.append(DecisionView.model_validate(doc))
     out.sort(key=lambda d: (d.decided_at, d.decision_id), reverse=True)
     return out
@@ -174,7 +174,7 @@ def read_customer(
         .get_item(TableName=_table(), Key={PK: {"S": customer_pk(customer_id)}, SK: {"S": AGG_SK}}, ConsistentRead=True)
         .get("Item")
     )
-    profile = store.get_profile(customer_id)
+    profile = profiles.get_profile(customer_id)
     touchpoints, tp_next = touchpoints_page(customer_id, limit, touchpoints_cursor)
     every_decision = _decisions(customer_id)
     decisions, dec_next = decisions_page(every_decision, limit, decisions_cursor)

@@ -1,7 +1,7 @@
 """The decision log: every served decision is stored (PK=C#<customer>, SK=DEC#<decision_id>) with its policy
 and propensity, so that sends quoting its decision_id can be evaluated off-policy by the training pipeline.
 
-Decisions about a customer erased less than store.ERASURE_TOMBSTONE_DAYS ago are not stored: each write is a
+Decisions about a customer erased less than erasure.ERASURE_TOMBSTONE_DAYS ago are not stored: each write is a
 transaction with the customer's tombstone check, so none lands after an erasure has begun."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from model.adapters import store
+from model.adapters import dynamodb, erasure
 from model.adapters.table import PK, SK, TTL, customer_pk, decision_sk
 from model.domain.recommend_schemas import RecommendationResponse
 from model.domain.settings import get_settings
@@ -46,11 +46,11 @@ def decision_item(resp: RecommendationResponse, at: datetime | None = None) -> d
 def log_decisions(responses: Sequence[RecommendationResponse], at: datetime | None = None) -> int:
     """Store decisions, except those about erased customers; return how many were stored. One transaction
     (put + the customer's tombstone check) for one decision; for many, transactions of up to 100 actions
-    (store.put_unless_erased retries conflicts and throttling)."""
+    (erasure.put_unless_erased retries conflicts and throttling)."""
     if not responses:
         return 0
     entries = [(r.customer_id, decision_item(r, at)) for r in responses]
-    outcomes = store.put_unless_erased(entries, only_new=False)
+    outcomes = erasure.put_unless_erased(entries, only_new=False)
     return sum(1 for outcome, _ in outcomes if outcome == "stored")
 
 
@@ -67,7 +67,7 @@ def import_decisions(rows: Sequence[Mapping[str, Any]]) -> int:
     rows with decision_id, customer_id, decided_at, channel, send_at, message_id, propensity, policy. Rows of
     customers with a live erasure tombstone are skipped (an offline import: checked once, before writing)."""
     ttl = timedelta(days=get_settings().touchpoint_ttl_days)
-    erased = store.erased_customers(str(row["customer_id"]) for row in rows)
+    erased = erasure.erased_customers(str(row["customer_id"]) for row in rows)
     items = []
     for row in rows:
         if str(row["customer_id"]) in erased:
@@ -92,5 +92,5 @@ def import_decisions(rows: Sequence[Mapping[str, Any]]) -> int:
         if row.get("send_at") is not None:
             item["send_at"] = {"S": _iso(row["send_at"])}
         items.append(item)
-    store.batch_write([{"PutRequest": {"Item": it}} for it in items])
+    dynamodb.batch_write([{"PutRequest": {"Item": it}} for it in items])
     return len(items)

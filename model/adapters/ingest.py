@@ -20,14 +20,14 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from model.adapters import store
+from model.adapters import erasure, profiles, touchpoints
 from model.domain.schemas import EventType, Touchpoint, error_list
 
 MAX_BATCH = 500
 REVOKING = frozenset({EventType.unsubscribed, EventType.complained})
 CONFLICT = "this event_id is already stored for this customer with another payload; the stored event is kept"
 ERASED = (
-    f"this customer was erased less than {store.ERASURE_TOMBSTONE_DAYS} days ago; nothing of it is stored until then"
+    f"this customer was erased less than {erasure.ERASURE_TOMBSTONE_DAYS} days ago; nothing of it is stored until then"
 )
 
 
@@ -52,7 +52,7 @@ class IngestResult(BaseModel):
     conflicts: int = Field(default=0, description="Event ids already stored with another payload (not stored).")
     erased: int = Field(
         default=0,
-        description=f"Items of customers erased less than {store.ERASURE_TOMBSTONE_DAYS} days ago (not stored).",
+        description=f"Items of customers erased less than {erasure.ERASURE_TOMBSTONE_DAYS} days ago (not stored).",
     )
     rejected: int
     results: list[ItemResult]
@@ -92,7 +92,7 @@ def ingest(raw_items: Sequence[object]) -> IngestResult:
     """
     checked = validate_batch(raw_items)
     valid = [(i, v) for i, v in enumerate(checked) if isinstance(v, Touchpoint)]
-    statuses = store.put_touchpoints([tp for _, tp in valid])
+    statuses = touchpoints.put_touchpoints([tp for _, tp in valid])
 
     revoked: dict[tuple[str, str], datetime] = {}
     for (_, tp), status in zip(valid, statuses, strict=True):
@@ -100,7 +100,7 @@ def ingest(raw_items: Sequence[object]) -> IngestResult:
             key = (tp.customer_id, tp.channel)
             revoked[key] = max(tp.occurred_at, revoked.get(key, tp.occurred_at))
     for (customer_id, channel), at in revoked.items():
-        store.revoke_consent(customer_id, channel, at)
+        profiles.revoke_consent(customer_id, channel, at)
 
     results = [
         ItemResult(index=i, status="rejected", event_id=_event_id(raw_items[i]), errors=v)

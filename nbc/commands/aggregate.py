@@ -30,7 +30,7 @@ def rebuild(
     import os
 
     from model.adapters.aggregate_rebuild import Rebuilt, customers_with_data, rebuild_customer
-    from model.adapters.store import StoreUnavailableError
+    from model.adapters.dynamodb import StoreUnavailableError
     from model.domain.schemas import ID_PATTERN
     from model.domain.settings import get_settings
 

@@ -105,7 +105,7 @@ def import_data(
     validated by the same schema as the online API. Then: nbc train --source OUT.
     """
     from training.importer import Options, load, run
-    from training.importer.core import parse_as_of
+    from training.importer.times import parse_as_of
     from training.sources import SourceError
 
     started = time.monotonic()

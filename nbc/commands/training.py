@@ -129,8 +129,8 @@ def train(
     from model.domain.settings import use_config
     from nbc.commands.data import print_quality
     from training import pipeline
-    from training.importer.core import parse_as_of
     from training.importer.quality import read as read_quality
+    from training.importer.times import parse_as_of
     from training.sources import SourceError
 
     if objective not in OBJECTIVES:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from model.adapters import aggregate_rebuild, aws, store
+from model.adapters import aggregate_rebuild, aws, dynamodb, erasure, states, touchpoints
 from model.adapters.table import AGG_SK, FOLDED, PK, SK, customer_pk
 from model.domain.aggregate import Aggregate, fold_event, replay
 from model.domain.schemas import Touchpoint
@@ -50,9 +50,9 @@ def _aggregate_of(customer_id: str) -> tuple[Aggregate, int]:
 def _aggregated(customer_id: str, n: int, batch: int = 7) -> Aggregate:
     """Store n touchpoints and fold them as the aggregator does (stream batches of `batch`); its aggregate."""
     tps = _touchpoints(customer_id, n)
-    store.put_touchpoints(tps)
+    touchpoints.put_touchpoints(tps)
     for start in range(0, n, batch):
-        store.fold_touchpoints(customer_id, [tp.event_id for tp in tps[start : start + batch]])
+        states.fold_touchpoints(customer_id, [tp.event_id for tp in tps[start : start + batch]])
     return _aggregate_of(customer_id)[0]
 
 
@@ -62,7 +62,7 @@ def _corrupt(customer_id: str) -> None:
     agg.counts[0][0] += 40
     agg.value[1] = 1e6
     agg.opt_out[2] = NOW.timestamp()
-    assert store.transact([store._aggregate_put(customer_id, agg, version)]) is None
+    assert dynamodb.transact([states.aggregate_put(customer_id, agg, version)]) is None
 
 
 def _unmarked(customer_id: str) -> list[str]:
@@ -91,8 +91,8 @@ def test_a_corrupted_aggregate_is_rebuilt_equal_to_the_aggregators() -> None:
 
 def test_touchpoints_the_aggregator_never_folded_are_folded_once_and_marked() -> None:
     tps = _touchpoints("c-late", 30)
-    store.put_touchpoints(tps)
-    store.fold_touchpoints("c-late", [tp.event_id for tp in tps[:12]])  # the rest: records given up on
+    touchpoints.put_touchpoints(tps)
+    states.fold_touchpoints("c-late", [tp.event_id for tp in tps[:12]])  # the rest: records given up on
     assert len(_unmarked("c-late")) == 18
 
     done = aggregate_rebuild.rebuild_customer("c-late")
@@ -102,13 +102,13 @@ def test_touchpoints_the_aggregator_never_folded_are_folded_once_and_marked() ->
     rebuilt = _aggregate_of("c-late")[0]
     assert rebuilt == replay([fold_event(tp) for tp in tps])  # the fold of every stored touchpoint, once
     # The stream then redelivers the given-up records: each touchpoint is already marked, nothing counts twice.
-    late = store.fold_touchpoints("c-late", [tp.event_id for tp in tps[12:]])
+    late = states.fold_touchpoints("c-late", [tp.event_id for tp in tps[12:]])
     assert (late.folded, late.skipped) == (0, 18)
     assert _aggregate_of("c-late")[0] == rebuilt
 
 
 def test_an_aggregate_without_stored_touchpoints_becomes_empty() -> None:
-    store.apply_to_aggregate("c-ghost", [])  # an aggregate item, no touchpoint behind it
+    states.apply_to_aggregate("c-ghost", [])  # an aggregate item, no touchpoint behind it
     _corrupt("c-ghost")
 
     done = aggregate_rebuild.rebuild_customer("c-ghost")
@@ -119,8 +119,8 @@ def test_an_aggregate_without_stored_touchpoints_becomes_empty() -> None:
 
 def test_a_rebuild_racing_the_aggregator_reads_again_and_loses_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     tps = _touchpoints("c-race", 20)
-    store.put_touchpoints(tps)
-    store.fold_touchpoints("c-race", [tp.event_id for tp in tps[:10]])
+    touchpoints.put_touchpoints(tps)
+    states.fold_touchpoints("c-race", [tp.event_id for tp in tps[:10]])
     _corrupt("c-race")
     read = aggregate_rebuild._stored_touchpoints
     calls = 0
@@ -129,7 +129,7 @@ def test_a_rebuild_racing_the_aggregator_reads_again_and_loses_nothing(monkeypat
         nonlocal calls
         calls += 1
         if calls == 1:  # the aggregator folds 5 more after the rebuild read the version
-            store.fold_touchpoints(customer_id, [tp.event_id for tp in tps[10:15]])
+            states.fold_touchpoints(customer_id, [tp.event_id for tp in tps[10:15]])
         return read(customer_id)
 
     monkeypatch.setattr(aggregate_rebuild, "_stored_touchpoints", aggregator_commits_between_the_two_reads)
@@ -145,9 +145,9 @@ def test_a_rebuild_racing_the_aggregator_reads_again_and_loses_nothing(monkeypat
 def test_all_customers_with_progress_and_a_summary() -> None:
     expected = {cid: _aggregated(cid, 16) for cid in ("c-1", "c-2", "c-3")}
     _corrupt("c-2")
-    store.put_touchpoints(_touchpoints("c-4", 5))  # never aggregated
+    touchpoints.put_touchpoints(_touchpoints("c-4", 5))  # never aggregated
     _aggregated("c-gone", 4)
-    store.erase_customer("c-gone")
+    erasure.erase_customer("c-gone")
 
     result = rebuild("--all")
 
@@ -181,7 +181,7 @@ def test_bad_arguments_are_refused_clearly(args: list[str], message: str) -> Non
 
 def test_an_erased_customer_is_left_alone() -> None:
     _aggregated("c-erased", 4)
-    store.erase_customer("c-erased")
+    erasure.erase_customer("c-erased")
 
     assert aggregate_rebuild.rebuild_customer("c-erased").outcome == "erased"
     assert (
@@ -200,7 +200,7 @@ def test_all_goes_on_past_a_customer_the_store_cannot_serve_and_says_so(monkeypa
 
     def throttled_for_one(customer_id: str) -> aggregate_rebuild.Rebuilt:
         if customer_id == "c-busy":
-            raise store.StoreUnavailableError("throttled past the retry budget")
+            raise dynamodb.StoreUnavailableError("throttled past the retry budget")
         return real(customer_id)
 
     monkeypatch.setattr(aggregate_rebuild, "rebuild_customer", throttled_for_one)

@@ -25,7 +25,7 @@ from functions.aggregator import app as aggregator
 from functions.aggregator.app import handler
 from functions.ingest.app import handler as ingest_handler
 from functions.ingest_queue.app import handler as queue_handler
-from model.adapters import aws, store
+from model.adapters import aws, dynamodb, states, touchpoints
 from model.adapters.decision_log import log_decisions
 from model.adapters.table import ERASED_SK, FOLDED, PK, SK, customer_pk
 from model.domain.aggregate import (
@@ -104,12 +104,12 @@ def stored_items(customer_id: str) -> list[dict[str, Any]]:
 
 def replay_of_stored(customer_id: str) -> Aggregate | None:
     """The customer's stored touchpoints replayed through the fold in time order (None if there are none)."""
-    tps = store.query_touchpoints(customer_id)
+    tps = touchpoints.query_touchpoints(customer_id)
     return replay(sorted((fold_event(tp) for tp in tps), key=lambda e: (e.ts, e.event_id))) if tps else None
 
 
 def assert_exactly_once(customer_id: str) -> None:
-    agg, _ = store.get_state(customer_id)
+    agg, _ = states.get_state(customer_id)
     assert agg == replay_of_stored(customer_id), customer_id
     unmarked = [i[SK]["S"] for i in stored_items(customer_id) if i[SK]["S"].startswith("TP#") and FOLDED not in i]
     assert unmarked == [], customer_id
@@ -118,13 +118,13 @@ def assert_exactly_once(customer_id: str) -> None:
 def test_stream_batch_updates_each_customer_once() -> None:
     resp = handler(seed(event("aggregator_stream.json")), LambdaContext())
     assert resp == {"batchItemFailures": []}
-    agg, _ = store.get_state("cust-0001")
+    agg, _ = states.get_state("cust-0001")
     assert agg is not None
     email, web = IDX["email"], IDX["web"]
     assert [agg.counts[email][e] for e in (SENT, OPENED, CLICKED, CONVERTED)] == [1, 1, 1, 1]
     assert agg.counts[web][VISITED] == 1
     assert agg.value[email] == pytest.approx(89.9)
-    sms_agg, _ = store.get_state("cust-0002")
+    sms_agg, _ = states.get_state("cust-0002")
     assert sms_agg is not None
     assert sms_agg.opted_out(IDX["sms"])
     assert sms_agg.counts[IDX["sms"]][UNSUBSCRIBED] == 1
@@ -133,10 +133,10 @@ def test_stream_batch_updates_each_customer_once() -> None:
 def test_redelivered_batch_changes_nothing() -> None:
     ev = seed(event("aggregator_stream.json"))
     handler(ev, LambdaContext())
-    first, _ = store.get_state("cust-0001")
+    first, _ = states.get_state("cust-0001")
     version = next(i for i in stored_items("cust-0001") if i[SK]["S"] == "AGG")["version"]
     handler(ev, LambdaContext())
-    again, _ = store.get_state("cust-0001")
+    again, _ = states.get_state("cust-0001")
     assert again == first
     assert next(i for i in stored_items("cust-0001") if i[SK]["S"] == "AGG")["version"] == version  # not even written
     assert_exactly_once("cust-0001")
@@ -147,7 +147,7 @@ def test_matches_replay_of_the_same_events() -> None:
     handler(ev, LambdaContext())
     found = [aggregator.fold_event_from_image(r["dynamodb"]["NewImage"]) for r in ev["Records"]]
     events = sorted((e for c, e in filter(None, found) if c == "cust-0001"), key=lambda e: e.ts)
-    agg, _ = store.get_state("cust-0001")
+    agg, _ = states.get_state("cust-0001")
     assert agg == replay(events)
     for customer in ("cust-0001", "cust-0002", "cust-0003"):
         assert_exactly_once(customer)
@@ -161,26 +161,26 @@ def test_other_items_and_modifies_are_ignored() -> None:
     remove["eventName"] = "REMOVE"
     ev["Records"] = [ev["Records"][-1], modify, remove]  # AGG insert, MODIFY and REMOVE of touchpoints
     assert handler(ev, LambdaContext()) == {"batchItemFailures": []}
-    assert store.get_state("cust-0001") == (None, None)
+    assert states.get_state("cust-0001") == (None, None)
 
 
 def test_failed_customer_is_reported_and_others_succeed(monkeypatch: pytest.MonkeyPatch) -> None:
-    real = store.fold_touchpoints
+    real = states.fold_touchpoints
 
     def failing(customer_id: str, event_ids: Any) -> Any:
         if customer_id == "cust-0002":
-            raise store.StoreUnavailableError("simulated")
+            raise dynamodb.StoreUnavailableError("simulated")
         return real(customer_id, event_ids)
 
-    monkeypatch.setattr(store, "fold_touchpoints", failing)
+    monkeypatch.setattr(states, "fold_touchpoints", failing)
     ev = seed(event("aggregator_stream.json"))
     resp = handler(ev, LambdaContext())
     expected = [
         r["dynamodb"]["SequenceNumber"] for r in ev["Records"] if "cust-0002" in r["dynamodb"]["Keys"]["PK"]["S"]
     ]
     assert [f["itemIdentifier"] for f in resp["batchItemFailures"]] == expected
-    assert store.get_state("cust-0001")[0] is not None
-    assert store.get_state("cust-0002")[0] is None
+    assert states.get_state("cust-0001")[0] is not None
+    assert states.get_state("cust-0002")[0] is None
 
 
 def test_malformed_touchpoint_record_is_reported_and_a_broken_image_does_not_matter() -> None:
@@ -189,7 +189,7 @@ def test_malformed_touchpoint_record_is_reported_and_a_broken_image_does_not_mat
     del ev["Records"][2]["dynamodb"]["Keys"]["PK"]  # no customer: nothing to fold, reported
     resp = handler(ev, LambdaContext())
     assert [f["itemIdentifier"] for f in resp["batchItemFailures"]] == [ev["Records"][2]["dynamodb"]["SequenceNumber"]]
-    agg, _ = store.get_state("cust-0001")
+    agg, _ = states.get_state("cust-0001")
     assert agg is not None
     assert agg.counts[IDX["email"]][SENT] == 1
     assert agg.counts[IDX["email"]][OPENED] == 0  # the keyless record was not folded, the others were
@@ -199,7 +199,7 @@ def test_malformed_touchpoint_record_is_reported_and_a_broken_image_does_not_mat
 def test_a_record_whose_touchpoint_is_no_longer_stored_is_not_folded() -> None:
     ev = event("aggregator_stream.json")  # not seeded: erased or expired since the record was written
     assert handler(ev, LambdaContext()) == {"batchItemFailures": []}
-    assert store.get_state("cust-0001") == (None, None)
+    assert states.get_state("cust-0001") == (None, None)
 
 
 # --- D3: exactly once, whatever the delivery ----------------------------------------------------------------
@@ -207,8 +207,8 @@ def test_a_record_whose_touchpoint_is_no_longer_stored_is_not_folded() -> None:
 
 def _store(tps: list[dict[str, Any]]) -> list[Record]:
     """Store touchpoints as ingest does; return the INSERT records of those stored, in write order."""
-    statuses = store.put_touchpoints([Touchpoint.model_validate(t) for t in tps])
-    items = [store.touchpoint_item(Touchpoint.model_validate(t)) for t, s in zip(tps, statuses, strict=True)]
+    statuses = touchpoints.put_touchpoints([Touchpoint.model_validate(t) for t in tps])
+    items = [touchpoints.touchpoint_item(Touchpoint.model_validate(t)) for t, s in zip(tps, statuses, strict=True)]
     return [insert_record(it, n) for n, (it, s) in enumerate(zip(items, statuses, strict=True)) if s == "stored"]
 
 
@@ -227,17 +227,17 @@ def test_redelivery_from_the_first_failed_record_never_counts_backfilled_events_
     ]
     other = {"event_id": "b-1", "customer_id": "c-b", "channel": "sms", "event_type": "sent"}
     records = _store([{**other, "occurred_at": now.isoformat()}]) + _store(old)
-    real, failures = store.fold_touchpoints, ["c-b"]
+    real, failures = states.fold_touchpoints, ["c-b"]
 
     def once_failing(customer_id: str, event_ids: Any) -> Any:
         if customer_id in failures:
             failures.remove(customer_id)
-            raise store.StoreUnavailableError("simulated")
+            raise dynamodb.StoreUnavailableError("simulated")
         return real(customer_id, event_ids)
 
-    monkeypatch.setattr(store, "fold_touchpoints", once_failing)
+    monkeypatch.setattr(states, "fold_touchpoints", once_failing)
     assert deliver(records) == 2  # the retry re-sent c-a's six sends with c-b's record
-    agg, _ = store.get_state("c-a")
+    agg, _ = states.get_state("c-a")
     assert agg is not None
     assert agg.counts[IDX["email"]][SENT] == 6
     assert_exactly_once("c-a")
@@ -276,7 +276,7 @@ def test_stored_aggregate_equals_replay_of_stored_touchpoints_whatever_the_deliv
     run = uuid.uuid4().hex[:8]  # fresh customers in the shared table for every example
     customers = [f"{run}-{i}" for i in range(data.draw(st.integers(1, 3), label="customers"))]
     waves = data.draw(st.lists(st.lists(touchpoint_specs(customers), min_size=1, max_size=10), min_size=1, max_size=3))
-    real = store.fold_touchpoints
+    real = states.fold_touchpoints
     for wave in waves:  # each wave is ingested, then its stream records delivered (the next wave comes later)
         records = _store(wave)
         if not records:
@@ -296,13 +296,13 @@ def test_stored_aggregate_equals_replay_of_stored_touchpoints_whatever_the_deliv
             def faulty(customer_id: str, event_ids: Any, _faults: dict[str, str] = faults) -> Any:
                 mode = _faults.pop(customer_id, None)
                 if mode == "before":
-                    raise store.StoreUnavailableError("simulated")
+                    raise dynamodb.StoreUnavailableError("simulated")
                 outcome = real(customer_id, event_ids)
                 if mode == "after":  # committed, but the invocation died before answering
                     raise TimeoutError("simulated")
                 return outcome
 
-            with mock.patch.object(store, "fold_touchpoints", faulty):
+            with mock.patch.object(states, "fold_touchpoints", faulty):
                 deliver(batch)
     for customer in customers:
         assert_exactly_once(customer)
@@ -341,7 +341,7 @@ def test_concurrent_invocations_fold_each_touchpoint_once() -> None:
     assert errors == []
     for customer in ("cc-0", "cc-1", "cc-2"):
         assert_exactly_once(customer)
-        agg, _ = store.get_state(customer)
+        agg, _ = states.get_state(customer)
         assert agg is not None
         assert agg.n_events == 15
 
@@ -370,7 +370,7 @@ def test_erasure_during_in_flight_stream_batches_leaves_nothing(aggregated_befor
     pump = StreamPump(lambda ev, ctx: handler(ev, LambdaContext()))
     if aggregated_before:
         pump.drain()
-        assert store.get_state("cust-0001")[0] is not None
+        assert states.get_state("cust-0001")[0] is not None
 
     erased = ingest_handler(http_event(None, method="DELETE", path="/v1/customers/cust-0001"), LambdaContext())
     assert erased["statusCode"] == 200
@@ -393,10 +393,10 @@ def test_erasure_during_in_flight_stream_batches_leaves_nothing(aggregated_befor
     pump.drain()
 
     assert [i[SK]["S"] for i in stored_items("cust-0001")] == [ERASED_SK]  # the tombstone, and nothing else
-    assert store.get_state("cust-0001") == (None, None)
+    assert states.get_state("cust-0001") == (None, None)
     assert_exactly_once("cust-0002")
     assert any(i[SK]["S"].startswith("DEC#") for i in stored_items("cust-0002"))
-    agg, profile = store.get_state("cust-0002")
+    agg, profile = states.get_state("cust-0002")
     assert agg is not None
     assert agg.counts[IDX["sms"]][UNSUBSCRIBED] == 1
     assert profile is not None

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from model.adapters import store
+from model.adapters import profiles, states
 from model.domain.aggregate import FoldEvent
 from model.domain.catalogue import catalogue
 from model.domain.schemas import EVENT_INDEX, Profile
@@ -31,8 +31,8 @@ def test_embedded_audience_uses_the_local_store_and_saves_its_decisions(local_en
     # The local store as `nbc serve` leaves it: one customer with a profile and a history of 4 events.
     email = catalogue().code("email")
     start = datetime.now(UTC) - timedelta(days=10)
-    store.put_profile("warm-1", Profile(timezone="Europe/Paris", attributes={"segment": "vip"}))
-    store.apply_to_aggregate(
+    profiles.put_profile("warm-1", Profile(timezone="Europe/Paris", attributes={"segment": "vip"}))
+    states.apply_to_aggregate(
         "warm-1",
         [FoldEvent(f"e{i}", email, EVENT_INDEX["sent"], (start + timedelta(days=i)).timestamp()) for i in range(4)],
     )

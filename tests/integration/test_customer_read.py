@@ -16,7 +16,7 @@ import pytest
 
 from functions.common.observability import logger, pseudonym
 from functions.ingest.app import handler
-from model.adapters import decision_log, store
+from model.adapters import decision_log, erasure, profiles, states, touchpoints
 from model.domain.schemas import Profile, Touchpoint
 from tests.integration.lambda_env import LambdaContext, event, http_event
 
@@ -93,9 +93,9 @@ def _walk(customer_id: str, which: str, limit: int) -> list[str]:
 def test_a_customer_with_profile_aggregate_decisions_and_touchpoints() -> None:
     status, _ = call(event("ingest_touchpoints.json"))
     assert status == 207
-    store.put_profile("cust-0001", Profile(timezone="Europe/Paris", consent={"sms": False}))
+    profiles.put_profile("cust-0001", Profile(timezone="Europe/Paris", consent={"sms": False}))
     folded = ["esp-20261120-0001", "esp-20261120-0002", "esp-20261120-0003", "esp-20261120-0004"]
-    store.fold_touchpoints("cust-0001", folded)  # what the aggregator does; two touchpoints still in flight
+    states.fold_touchpoints("cust-0001", folded)  # what the aggregator does; two touchpoints still in flight
     decision_log.import_decisions(
         [{"decision_id": "dec-7f3a91", "customer_id": "cust-0001", "decided_at": "2026-11-20T08:59:00+00:00"}]
     )
@@ -140,8 +140,8 @@ def test_a_customer_with_profile_aggregate_decisions_and_touchpoints() -> None:
 def test_opted_out_channels_and_recent_sends() -> None:
     call(event("ingest_touchpoints.json"))
     recent = Touchpoint(event_id="sms-now", customer_id="cust-0002", channel="sms", event_type="sent", occurred_at=NOW)
-    store.put_touchpoints([recent])
-    store.fold_touchpoints("cust-0002", ["sms-20261121-0007", "sms-20261121-0008", "sms-now"])
+    touchpoints.put_touchpoints([recent])
+    states.fold_touchpoints("cust-0002", ["sms-20261121-0007", "sms-20261121-0008", "sms-now"])
 
     status, body = get("cust-0002")
 
@@ -154,7 +154,7 @@ def test_opted_out_channels_and_recent_sends() -> None:
 
 def test_touchpoints_and_decisions_paginate_newest_first_without_gaps_or_repeats() -> None:
     tps = _touchpoints("c-pages", 11)
-    store.put_touchpoints(tps)
+    touchpoints.put_touchpoints(tps)
     expected_decisions = _decisions("c-pages", 7)
 
     assert _walk("c-pages", "touchpoints", 3) == [tp.event_id for tp in reversed(tps)]
@@ -168,7 +168,7 @@ def test_touchpoints_and_decisions_paginate_newest_first_without_gaps_or_repeats
 
 
 def test_a_cursor_is_a_position_only_it_never_reads_another_customer() -> None:
-    store.put_touchpoints(_touchpoints("c-a", 6) + _touchpoints("c-b", 6))
+    touchpoints.put_touchpoints(_touchpoints("c-a", 6) + _touchpoints("c-b", 6))
     _, first = get("c-a", limit=2)
     cursor = first["touchpoints"]["next_cursor"]
 
@@ -193,7 +193,7 @@ def test_a_cursor_is_a_position_only_it_never_reads_another_customer() -> None:
     ],
 )
 def test_bad_paging_is_a_clear_422(query: dict[str, Any], field: str) -> None:
-    store.put_touchpoints(_touchpoints("c-q", 2))
+    touchpoints.put_touchpoints(_touchpoints("c-q", 2))
 
     status, body = get("c-q", **query)
 
@@ -203,7 +203,7 @@ def test_bad_paging_is_a_clear_422(query: dict[str, Any], field: str) -> None:
 
 
 def test_a_cursor_of_the_other_list_is_refused() -> None:
-    store.put_touchpoints(_touchpoints("c-x", 3))
+    touchpoints.put_touchpoints(_touchpoints("c-x", 3))
     _decisions("c-x", 3)
     _, body = get("c-x", limit=1)
 
@@ -218,9 +218,9 @@ def test_unknown_and_erased_customers_are_404() -> None:
     assert status == 404
     assert body["detail"] == "nothing is stored for this customer (unknown, or erased)"
 
-    store.put_touchpoints(_touchpoints("c-gone", 3))
+    touchpoints.put_touchpoints(_touchpoints("c-gone", 3))
     assert get("c-gone")[0] == 200
-    store.erase_customer("c-gone")
+    erasure.erase_customer("c-gone")
     assert get("c-gone")[0] == 404
 
 
@@ -237,7 +237,7 @@ def log_output() -> Iterator[io.StringIO]:
 
 
 def test_the_customer_id_never_appears_in_clear_in_logs(log_output: io.StringIO) -> None:
-    store.put_touchpoints(_touchpoints("c-secret-4711", 2))
+    touchpoints.put_touchpoints(_touchpoints("c-secret-4711", 2))
 
     assert get("c-secret-4711")[0] == 200
     assert get("c-secret-4711", limit=500)[0] == 422

@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 
 from functions.common.http import MAX_BODY_BYTES, PROBLEM
 from functions.ingest.app import handler
-from model.adapters import aws, store
+from model.adapters import aws, dynamodb, profiles, touchpoints
 from model.domain.settings import get_settings
 from tests.integration.lambda_env import LambdaContext, event, http_event
 
@@ -36,7 +36,8 @@ def test_touchpoints_event_reports_each_item() -> None:
     assert bad["event_id"] == "bad-20261122-0011"
     assert {e["field"] for e in bad["errors"]} == {"channel", "occurred_at"}
     assert any("timezone offset" in e["reason"] for e in bad["errors"])
-    assert [t.event_id for t in store.query_touchpoints("cust-0001")][:2] == ["esp-20261120-0001", "esp-20261120-0002"]
+    stored = [t.event_id for t in touchpoints.query_touchpoints("cust-0001")]
+    assert stored[:2] == ["esp-20261120-0001", "esp-20261120-0002"]
 
     status, _, again = call(event("ingest_touchpoints.json"))
     assert status == 207
@@ -45,7 +46,7 @@ def test_touchpoints_event_reports_each_item() -> None:
 
 def test_unsubscribe_closes_the_channel_at_once() -> None:
     call(event("ingest_touchpoints.json"))
-    profile = store.get_profile("cust-0002")
+    profile = profiles.get_profile("cust-0002")
     assert profile is not None
     assert profile.consent["sms"] is False
 
@@ -102,7 +103,7 @@ def throttled(**kw: Any) -> Any:
 
 
 def test_store_outage_is_503_not_500(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(store, "_sleep", lambda _s: None)
+    monkeypatch.setattr(dynamodb, "_sleep", lambda _s: None)
     ddb = aws.client("dynamodb")
     monkeypatch.setattr(ddb, "transact_write_items", throttled)
     code, _, problem = call(event("ingest_touchpoints.json"))
@@ -124,9 +125,9 @@ def test_profile_put_get_and_erase() -> None:
     code, _, erased = call(event("ingest_customer_delete.json"))
     assert code == 200
     assert erased == {"customer_id": "cust-0001", "deleted_items": 7}  # 6 touchpoints + the profile
-    assert store.query_touchpoints("cust-0001") == []
+    assert touchpoints.query_touchpoints("cust-0001") == []
     assert call(get)[0] == 404
-    assert store.query_touchpoints("cust-0002") != []  # other customers untouched
+    assert touchpoints.query_touchpoints("cust-0002") != []  # other customers untouched
 
 
 def test_profile_validation_errors_are_422() -> None:

@@ -9,7 +9,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from functions.ingest_queue.app import handler
-from model.adapters import aws, store
+from model.adapters import aws, dynamodb, touchpoints
 from tests.integration.lambda_env import LambdaContext, event
 
 pytestmark = pytest.mark.usefixtures("local_endpoint")
@@ -24,9 +24,9 @@ def test_poison_message_fails_alone_and_the_rest_is_stored() -> None:
     resp = handler(ev, LambdaContext())
     poison = ev["Records"][2]["messageId"]
     assert failed_ids(resp) == [poison]
-    assert [t.event_id for t in store.query_touchpoints("cust-0101")] == ["sqs-20261122-0101"]
-    assert len(store.query_touchpoints("cust-0102")) == 3  # an array message
-    assert [t.event_id for t in store.query_touchpoints("cust-0103")] == ["sqs-20261122-0106"]  # after the poison
+    assert [t.event_id for t in touchpoints.query_touchpoints("cust-0101")] == ["sqs-20261122-0101"]
+    assert len(touchpoints.query_touchpoints("cust-0102")) == 3  # an array message
+    assert [t.event_id for t in touchpoints.query_touchpoints("cust-0103")] == ["sqs-20261122-0106"]  # after the poison
 
 
 def test_redelivery_is_idempotent() -> None:
@@ -34,7 +34,7 @@ def test_redelivery_is_idempotent() -> None:
     handler(ev, LambdaContext())
     resp = handler(ev, LambdaContext())
     assert len(resp["batchItemFailures"]) == 1
-    assert len(store.query_touchpoints("cust-0102")) == 3
+    assert len(touchpoints.query_touchpoints("cust-0102")) == 3
 
 
 def test_partly_invalid_array_stores_valid_items_and_fails_the_message() -> None:
@@ -45,11 +45,12 @@ def test_partly_invalid_array_stores_valid_items_and_fails_the_message() -> None
     record["body"] = json.dumps(items)
     ev["Records"] = [record]
     assert failed_ids(handler(ev, LambdaContext())) == [record["messageId"]]
-    assert {t.event_id for t in store.query_touchpoints("cust-0102")} == {"sqs-20261122-0102", "sqs-20261122-0104"}
+    stored = {t.event_id for t in touchpoints.query_touchpoints("cust-0102")}
+    assert stored == {"sqs-20261122-0102", "sqs-20261122-0104"}
 
 
 def test_store_outage_fails_messages_for_redelivery(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(store, "_sleep", lambda _s: None)
+    monkeypatch.setattr(dynamodb, "_sleep", lambda _s: None)
     ddb = aws.client("dynamodb")
     real = ddb.transact_write_items
 
@@ -61,4 +62,4 @@ def test_store_outage_fails_messages_for_redelivery(monkeypatch: pytest.MonkeyPa
     assert len(handler(ev, LambdaContext())["batchItemFailures"]) == 4  # nothing acknowledged, nothing lost
     monkeypatch.setattr(ddb, "transact_write_items", real)
     assert len(handler(ev, LambdaContext())["batchItemFailures"]) == 1  # the redelivery stores them
-    assert len(store.query_touchpoints("cust-0102")) == 3
+    assert len(touchpoints.query_touchpoints("cust-0102")) == 3

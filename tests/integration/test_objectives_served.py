@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from functions.score.app import handler
-from model.adapters import store
+from model.adapters import profiles, states
 from model.adapters.model_service import get_predictor
 from model.adapters.registry import ModelStore
 from model.domain.aggregate import FoldEvent
@@ -68,7 +68,7 @@ def serve(trained: dict[str, ModelStore], objective: str) -> None:
 
 
 def seed_customer(customer_id: str) -> None:
-    store.put_profile(customer_id, Profile(timezone="Europe/Paris", consent={"email": True, "sms": True}))
+    profiles.put_profile(customer_id, Profile(timezone="Europe/Paris", consent={"email": True, "sms": True}))
     cat = catalogue()
     start = NOW - timedelta(days=10)
     events = [
@@ -77,7 +77,7 @@ def seed_customer(customer_id: str) -> None:
             [("email", "sent"), ("email", "opened"), ("email", "clicked"), ("push", "sent"), ("push", "visited")]
         )
     ]
-    store.apply_to_aggregate(customer_id, events)
+    states.apply_to_aggregate(customer_id, events)
 
 
 def recommend(customer_id: str = "cust-obj") -> dict[str, Any]:

@@ -17,7 +17,7 @@ import pytest
 
 from functions.aggregator.app import handler as aggregator
 from functions.ingest.app import handler as ingest
-from model.adapters import aws, store
+from model.adapters import aws, states
 from model.domain.aggregate import DAY, fold_event, replay
 from model.domain.schemas import EVENT_TYPES, Touchpoint
 from model.domain.settings import get_settings
@@ -108,7 +108,7 @@ def test_online_aggregate_equals_offline_replay() -> None:
 
     for customer in sorted({tp.customer_id for tp in tps}):
         offline = replay(sorted((fold_event(tp) for tp in tps if tp.customer_id == customer), key=lambda e: e.ts))
-        online, _ = store.get_state(customer)
+        online, _ = states.get_state(customer)
         assert online is not None
         assert online == offline, customer
         assert online.n_events == sum(1 for tp in tps if tp.customer_id == customer)

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import httpx
@@ -23,7 +24,7 @@ from fastapi.testclient import TestClient
 
 from functions.common import http as common_http
 from functions.common.observability import forget_lambda_context, logger, pseudonym, reset_pseudonym_key
-from model.adapters import aws, store
+from model.adapters import aws, dynamodb, profiles, states, touchpoints
 from model.adapters.model_service import get_predictor
 from model.domain.schemas import Profile
 from model.domain.settings import get_settings
@@ -146,7 +147,7 @@ def test_a_request_dynamodb_refuses_as_malformed_is_a_logged_500_not_a_503(
     def refuse(*_a: Any, **_k: Any) -> None:
         raise ClientError({"Error": {"Code": "ValidationException", "Message": "bad number"}}, "PutItem")
 
-    monkeypatch.setattr(store, "put_profile", refuse)
+    monkeypatch.setattr(profiles, "put_profile", refuse)
     with TestClient(app, raise_server_exceptions=False) as client:
         resp = client.put(f"/v1/customers/{CUSTOMER}/profile", json=PROFILE)
     assert resp.status_code == 500
@@ -191,13 +192,13 @@ def test_no_store_call_starts_after_the_deadline(local_endpoint: str) -> None:
 
 
 def test_a_spent_deadline_is_503(local_endpoint: str, app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = store.get_states
+    real = states.get_states
 
     def slow(ids: Any) -> Any:
         time.sleep(0.6)
         return real(ids)
 
-    monkeypatch.setattr(store, "get_states", slow)
+    monkeypatch.setattr(states, "get_states", slow)
     monkeypatch.setattr(common_http, "REQUEST_DEADLINE_SECONDS", 0.5)
     with TestClient(app, raise_server_exceptions=False) as client:
         # The state read starts in time and finishes late; the decision log's write is then refused.
@@ -217,25 +218,31 @@ def test_boto3_budget_is_short_and_bounded() -> None:
 
 
 @pytest.mark.parametrize(
-    ("patched", "method", "path", "body"),
+    ("module", "patched", "method", "path", "body"),
     [
-        ("get_states", "POST", "/v1/recommendations", {"customer_id": CUSTOMER, "now": NOW}),
-        ("put_touchpoints", "POST", "/v1/touchpoints", [TOUCHPOINT]),
-        ("get_profile", "GET", f"/v1/customers/{CUSTOMER}/profile", None),
+        (states, "get_states", "POST", "/v1/recommendations", {"customer_id": CUSTOMER, "now": NOW}),
+        (touchpoints, "put_touchpoints", "POST", "/v1/touchpoints", [TOUCHPOINT]),
+        (profiles, "get_profile", "GET", f"/v1/customers/{CUSTOMER}/profile", None),
     ],
     ids=["recommend", "touchpoints", "profile"],
 )
 def test_health_answers_while_a_slow_request_runs(
-    local_endpoint: str, monkeypatch: pytest.MonkeyPatch, patched: str, method: str, path: str, body: Any
+    local_endpoint: str,
+    monkeypatch: pytest.MonkeyPatch,
+    module: ModuleType,
+    patched: str,
+    method: str,
+    path: str,
+    body: Any,
 ) -> None:
-    real = getattr(store, patched)
+    real = getattr(module, patched)
     release = threading.Event()
 
     def slow(*args: Any, **kwargs: Any) -> Any:
         release.wait(5)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(store, patched, slow)
+    monkeypatch.setattr(module, patched, slow)
     with running(build_app(), port=free_port()) as base, httpx.Client(base_url=base, timeout=10) as http:
         outcome: list[int] = []
         slow_request = threading.Thread(target=lambda: outcome.append(request(http, method, path, body).status_code))
@@ -258,7 +265,7 @@ def test_batch_of_1000_customers_stays_within_the_deadline(
     local_endpoint: str, app: FastAPI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert get_settings().aws_read_timeout == float(LOCAL_READ_TIMEOUT)  # as `nbc serve` with its embedded store
-    store.put_profile("c-0", Profile.model_validate(PROFILE))
+    profiles.put_profile("c-0", Profile.model_validate(PROFILE))
     body = {"requests": [{"customer_id": f"c-{i}", "now": NOW} for i in range(1000)]}
     with TestClient(app, raise_server_exceptions=False) as client:
         started = time.monotonic()
@@ -270,7 +277,7 @@ def test_batch_of_1000_customers_stays_within_the_deadline(
     print(f"\nbatch of 1,000 customers against the local store: {elapsed:.2f} s")
     assert elapsed < common_http.REQUEST_DEADLINE_SECONDS
     # Every decision is logged, whatever the thread that wrote it.
-    logged = store.batch_get(
+    logged = dynamodb.batch_get(
         [{"PK": {"S": f"C#c-{i}"}, "SK": {"S": f"DEC#{r['decision_id']}"}} for i, r in enumerate(results)],
         projection="PK",
     )
@@ -383,7 +390,7 @@ def test_customer_ids_never_reach_the_logs(
         def boom(customer_id: str) -> None:
             raise RuntimeError("boom")
 
-        monkeypatch.setattr(store, "get_profile", boom)
+        monkeypatch.setattr(profiles, "get_profile", boom)
         assert client.get(f"/v1/customers/{CUSTOMER}/profile").status_code == 500
         assert client.delete(f"/v1/customers/{CUSTOMER}").status_code == 200
     out = log_output.getvalue()
@@ -436,7 +443,7 @@ def test_sqs_accepts_the_touchpoints_wrapper(local_endpoint: str) -> None:
     wrapped = {"touchpoints": [TOUCHPOINT, {**TOUCHPOINT, "event_id": "e-rel-2"}]}
     resp = handler(sqs_event(wrapped, {"touchpoints": "nope"}), LambdaContext())
     assert [f["itemIdentifier"] for f in resp["batchItemFailures"]] == ["m-1"]
-    assert {t.event_id for t in store.query_touchpoints(CUSTOMER)} == {"e-rel-1", "e-rel-2"}
+    assert {t.event_id for t in touchpoints.query_touchpoints(CUSTOMER)} == {"e-rel-1", "e-rel-2"}
 
 
 @pytest.mark.parametrize("stamp", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00+14:00"])
@@ -449,7 +456,7 @@ def test_sqs_extreme_offset_fails_only_its_message_and_the_valid_items_are_store
     other = {**TOUCHPOINT, "event_id": "e-rel-3"}
     resp = handler(sqs_event([TOUCHPOINT, bad], other), LambdaContext())
     assert [f["itemIdentifier"] for f in resp["batchItemFailures"]] == ["m-0"]
-    assert {t.event_id for t in store.query_touchpoints(CUSTOMER)} == {"e-rel-1", "e-rel-3"}
+    assert {t.event_id for t in touchpoints.query_touchpoints(CUSTOMER)} == {"e-rel-1", "e-rel-3"}
 
 
 # --- D2, D5, D6 and the smaller items over HTTP: 422, never 500 ---------------------------------------------

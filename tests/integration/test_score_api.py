@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from functions.common.http import PROBLEM
 from functions.score.app import app, handler
-from model.adapters import aws, store
+from model.adapters import aws, profiles, states
 from model.adapters.model_service import get_predictor
 from model.adapters.registry import ModelStore
 from model.adapters.table import customer_pk
@@ -77,7 +77,7 @@ def post(path: str, body: Any) -> tuple[int, dict[str, Any], Any]:
 
 
 def seed_customer(customer_id: str = "cust-0001") -> None:
-    store.put_profile(
+    profiles.put_profile(
         customer_id,
         Profile(timezone="Europe/Paris", consent={"email": True, "sms": True}, attributes={"segment": "vip"}),
     )
@@ -87,7 +87,7 @@ def seed_customer(customer_id: str = "cust-0001") -> None:
         FoldEvent(f"e{i}", cat.code("email"), EVENT_INDEX[t], (start + timedelta(hours=i)).timestamp(), 0.0)
         for i, t in enumerate(["sent", "opened", "clicked", "sent", "opened", "converted"])
     ]
-    store.apply_to_aggregate(customer_id, events)
+    states.apply_to_aggregate(customer_id, events)
 
 
 def stored_decision(customer_id: str, decision_id: str) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from model.adapters import store
+from model.adapters import profiles
 from model.adapters.model_service import get_predictor
 from model.domain.schemas import Profile, QuietHours
 from model.domain.settings import get_settings
@@ -41,7 +41,7 @@ def test_shapes_with_the_same_multi_valued_sizes_both_answer(booster: Any) -> No
     compiled_model(booster)
     channels = ["email", "push", "in_app"]
     seed_customer("c-shapes")  # some history: the model decides (not the cold-start rule)
-    store.put_profile(
+    profiles.put_profile(
         "c-shapes",
         Profile(
             timezone="UTC",

@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from model.adapters import audience as aud
-from model.adapters import store
+from model.adapters import profiles
 from model.adapters.table import PK, SK, customer_pk
 from model.domain.schemas import Profile
 from model.domain.settings import get_settings
@@ -55,7 +55,7 @@ def test_plan_keeps_first_occurrence_counts_duplicates_and_rejects_with_reason()
 def test_run_decides_every_customer_once_logs_each_and_respects_consent(tmp_path: Path) -> None:
     ids = [f"aud-{i:03d}" for i in range(7)]
     # sms needs an explicit opt-in: nobody has given it, so no audience member may be sent an sms.
-    store.put_profile(ids[0], Profile(timezone="Europe/Paris"))
+    profiles.put_profile(ids[0], Profile(timezone="Europe/Paris"))
     out = tmp_path / "decisions"
     options = aud.AudienceOptions(channels=["email", "sms"], k=2)
     summary = aud.run(aud.plan(ids, options), str(out), options, model=None, chunk=3)

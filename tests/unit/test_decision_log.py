@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from model.adapters import aws, store
+from model.adapters import aws, erasure
 from model.adapters.decision_log import import_decisions, log_decisions
 from model.adapters.table import customer_pk
 from model.domain.decide import decide
@@ -64,7 +64,7 @@ def test_imported_decisions_use_the_same_fields() -> None:
 
 
 def test_decisions_about_erased_customers_are_not_stored() -> None:
-    store.erase_customer("c-gone")
+    erasure.erase_customer("c-gone")
     served = [
         decide(RecommendationRequest(customer_id=c, now=NOW), None, None, None) for c in ("c-gone", "c-3", "c-gone")
     ]

@@ -24,7 +24,7 @@ from training import sources
 from training.dataset import normalise_touchpoints, profiles_map
 from training.importer import MappingError, Options, load, readers, run
 from training.importer import mapping as mapping_mod
-from training.importer.core import parse_as_of
+from training.importer.times import parse_as_of
 from training.sources import SourceError
 
 T0 = datetime(2026, 5, 4, 9, tzinfo=UTC)

@@ -13,7 +13,7 @@ from model.domain.settings import reload_settings, use_config
 from nbc.cli import app
 from tests.unit.test_import import CAMPAIGN_HEADER, CAMPAIGN_MAPPING, campaign_rows, write_csv
 from training import dataset, sources, train
-from training.importer.core import parse_as_of
+from training.importer.times import parse_as_of
 
 
 @pytest.fixture(autouse=True)

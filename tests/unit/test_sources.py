@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from model.adapters import aws, store
+from model.adapters import aws, dynamodb, profiles, touchpoints
 from model.adapters.table import customer_pk, decision_sk
 from model.domain.schemas import Profile, Touchpoint
 from model.domain.settings import get_settings
@@ -77,8 +77,8 @@ def _profile() -> Profile:
 
 
 def test_table_scan_over_http(local_endpoint: str) -> None:
-    store.put_touchpoints(_touchpoints())
-    store.put_profile("c1", _profile())
+    touchpoints.put_touchpoints(_touchpoints())
+    profiles.put_profile("c1", _profile())
     ddb = aws.client("dynamodb")
     for i in (0, 4):
         ddb.put_item(TableName=get_settings().table_name, Item=_decision_item(i))
@@ -87,8 +87,8 @@ def test_table_scan_over_http(local_endpoint: str) -> None:
 
 
 def _export_lines() -> list[bytes]:
-    items = [store.touchpoint_item(tp) for tp in _touchpoints()]
-    prof = {k: store._to_ddb(v) for k, v in _profile().model_dump(mode="json").items()}
+    items = [touchpoints.touchpoint_item(tp) for tp in _touchpoints()]
+    prof = {k: dynamodb.to_ddb(v) for k, v in _profile().model_dump(mode="json").items()}
     items.append({"PK": {"S": customer_pk("c1")}, "SK": {"S": "PROFILE"}, **prof})
     items += [_decision_item(0), _decision_item(4)]
     items.append({"PK": {"S": customer_pk("c1")}, "SK": {"S": "AGG"}, "state": {"S": "{}"}})  # skipped
@@ -120,8 +120,8 @@ def test_export_from_s3(mocked_aws: None) -> None:
 
 def test_export_table_to_point_in_time_then_read(local_endpoint: str) -> None:
     """The retraining path: DynamoDB's own export (moto writes it in AWS's format) read back from S3."""
-    store.put_touchpoints(_touchpoints())
-    store.put_profile("c1", _profile())
+    touchpoints.put_touchpoints(_touchpoints())
+    profiles.put_profile("c1", _profile())
     ddb = aws.client("dynamodb")
     for i in (0, 4):
         ddb.put_item(TableName=get_settings().table_name, Item=_decision_item(i))

@@ -1,5 +1,5 @@
-"""model.adapters.store against in-process moto: idempotent and conditional writes, retries, profile/consent,
-erasure and its tombstone, aggregate."""
+"""The table's store modules (model.adapters.dynamodb, erasure, touchpoints, profiles, states) against in-process
+moto: idempotent and conditional writes, retries, profile/consent, erasure and its tombstone, aggregate."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from model.adapters import aws, store
+from model.adapters import aws, dynamodb, erasure, profiles, states, touchpoints
 from model.adapters.table import AGG_SK, ERASED_SK, PK, SK, TTL, customer_pk
 from model.domain.aggregate import CONVERTED, OPENED, SENT, Aggregate, FoldEvent, fold_event, replay
 from model.domain.catalogue import catalogue
@@ -45,23 +45,23 @@ def table_items() -> list[dict[str, Any]]:
 @pytest.fixture
 def no_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     delays: list[float] = []
-    monkeypatch.setattr(store, "_sleep", delays.append)
+    monkeypatch.setattr(dynamodb, "_sleep", delays.append)
     return delays
 
 
 def test_writes_are_idempotent_and_duplicates_reported() -> None:
-    first = store.put_touchpoints([tp(1), tp(2), tp(2), tp(3, customer="c2")])
+    first = touchpoints.put_touchpoints([tp(1), tp(2), tp(2), tp(3, customer="c2")])
     assert first == ["stored", "stored", "duplicate", "stored"]  # duplicate within the request
-    again = store.put_touchpoints([tp(2), tp(4), tp(3, customer="c2"), tp(3)])
+    again = touchpoints.put_touchpoints([tp(2), tp(4), tp(3, customer="c2"), tp(3)])
     assert again == ["duplicate", "stored", "duplicate", "stored"]  # ev-3 of c1 is another key than of c2
     assert len(table_items()) == 5
 
 
 def test_touchpoint_item_has_keys_sort_key_and_ttl() -> None:
     t = tp(7, value=12.5, campaign_id="bf", attributes={"device": "mobile", "items": 2})
-    store.put_touchpoints([t])
+    touchpoints.put_touchpoints([t])
     (raw,) = table_items()
-    item = store.from_image(raw)
+    item = dynamodb.from_image(raw)
     assert item[PK] == "C#c1"
     assert item[SK] == "TP#ev-7"
     assert item["TS"] == "2026-11-20T09:07:00.000000Z#ev-7"
@@ -69,43 +69,44 @@ def test_touchpoint_item_has_keys_sort_key_and_ttl() -> None:
     assert item["value"] == 12.5
     assert item["attributes"] == {"device": "mobile", "items": 2}
     assert "decision_id" not in item
-    assert store.query_touchpoints("c1") == [t]  # round trip through the item format
+    assert touchpoints.query_touchpoints("c1") == [t]  # round trip through the item format
 
 
 def test_retention_is_occurred_at_plus_ttl_days(monkeypatch: pytest.MonkeyPatch) -> None:
     at = datetime(2026, 11, 20, 23, 30, tzinfo=UTC)
-    assert store.retention(at, 30) == int(datetime(2026, 12, 20, 23, 30, tzinfo=UTC).timestamp())
+    assert touchpoints.retention(at, 30) == int(datetime(2026, 12, 20, 23, 30, tzinfo=UTC).timestamp())
     paris = at.astimezone(datetime.now().astimezone().tzinfo)
-    assert store.retention(paris, 30) == store.retention(at, 30)  # independent of the offset it came with
+    assert touchpoints.retention(paris, 30) == touchpoints.retention(at, 30)  # independent of the offset it came with
     monkeypatch.setenv("NBC_TOUCHPOINT_TTL_DAYS", "90")
     get_settings.cache_clear()
-    assert store.retention(at) == int((at + timedelta(days=90)).timestamp())
-    store.put_touchpoints([tp(1)])
+    assert touchpoints.retention(at) == int((at + timedelta(days=90)).timestamp())
+    touchpoints.put_touchpoints([tp(1)])
     assert int(table_items()[0][TTL]["N"]) == int((tp(1).occurred_at + timedelta(days=90)).timestamp())
 
 
 def test_query_touchpoints_in_time_order_and_range() -> None:
     tps = [tp(i) for i in (5, 1, 3, 2, 4)] + [tp(9, customer="other")]
-    store.put_touchpoints(tps)
-    assert [t.event_id for t in store.query_touchpoints("c1")] == ["ev-1", "ev-2", "ev-3", "ev-4", "ev-5"]
-    window = store.query_touchpoints("c1", start=BASE + timedelta(minutes=2), end=BASE + timedelta(minutes=4))
+    touchpoints.put_touchpoints(tps)
+    assert [t.event_id for t in touchpoints.query_touchpoints("c1")] == ["ev-1", "ev-2", "ev-3", "ev-4", "ev-5"]
+    window = touchpoints.query_touchpoints("c1", start=BASE + timedelta(minutes=2), end=BASE + timedelta(minutes=4))
     assert [t.event_id for t in window] == ["ev-2", "ev-3", "ev-4"]
-    assert [t.event_id for t in store.query_touchpoints("c1", start=BASE + timedelta(minutes=4))] == ["ev-4", "ev-5"]
-    assert [t.event_id for t in store.query_touchpoints("c1", end=BASE + timedelta(minutes=1))] == ["ev-1"]
+    later = touchpoints.query_touchpoints("c1", start=BASE + timedelta(minutes=4))
+    assert [t.event_id for t in later] == ["ev-4", "ev-5"]
+    assert [t.event_id for t in touchpoints.query_touchpoints("c1", end=BASE + timedelta(minutes=1))] == ["ev-1"]
 
 
 def test_profile_round_trip_and_consent_revocation() -> None:
-    assert store.get_profile("c1") is None
+    assert profiles.get_profile("c1") is None
     profile = Profile(
         timezone="Europe/Paris",
         consent={"email": True, "sms": True},
         quiet_hours=QuietHours.model_validate({"start": "22:00", "end": "07:30"}),
         attributes={"segment": "vip", "tenure_days": 400.0},
     )
-    store.put_profile("c1", profile)
-    assert store.get_profile("c1") == profile
-    store.revoke_consent("c1", "sms", BASE)
-    after = store.get_profile("c1")
+    profiles.put_profile("c1", profile)
+    assert profiles.get_profile("c1") == profile
+    profiles.revoke_consent("c1", "sms", BASE)
+    after = profiles.get_profile("c1")
     assert after is not None
     assert after.consent == {"email": True, "sms": False}
     assert after.timezone == "Europe/Paris"
@@ -113,32 +114,32 @@ def test_profile_round_trip_and_consent_revocation() -> None:
 
 
 def test_revoke_consent_without_a_profile_creates_one() -> None:
-    store.revoke_consent("c9", "email", BASE)
-    profile = store.get_profile("c9")
+    profiles.revoke_consent("c9", "email", BASE)
+    profile = profiles.get_profile("c9")
     assert profile is not None
     assert profile.consent == {"email": False}
     assert profile.timezone == "UTC"
-    store.revoke_consent("c9", "push", BASE)
-    assert store.get_profile("c9") == Profile(timezone="UTC", consent={"email": False, "push": False})
+    profiles.revoke_consent("c9", "push", BASE)
+    assert profiles.get_profile("c9") == Profile(timezone="UTC", consent={"email": False, "push": False})
 
 
 def test_get_state_reads_aggregate_and_profile() -> None:
-    assert store.get_state("c1") == (None, None)
-    store.put_profile("c1", Profile(timezone="America/New_York"))
-    agg, profile = store.get_state("c1")
+    assert states.get_state("c1") == (None, None)
+    profiles.put_profile("c1", Profile(timezone="America/New_York"))
+    agg, profile = states.get_state("c1")
     assert agg is None
     assert profile is not None
     assert profile.timezone == "America/New_York"
-    store.apply_to_aggregate("c1", [FoldEvent("a", EMAIL, SENT, BASE.timestamp())])
-    agg, _ = store.get_state("c1")
+    states.apply_to_aggregate("c1", [FoldEvent("a", EMAIL, SENT, BASE.timestamp())])
+    agg, _ = states.get_state("c1")
     assert agg is not None
     assert agg.counts[EMAIL][SENT] == 1
 
 
 def test_apply_to_aggregate_versions_and_dedupes() -> None:
     t = BASE.timestamp()
-    store.apply_to_aggregate("c1", [FoldEvent("a", EMAIL, SENT, t), FoldEvent("b", EMAIL, OPENED, t + 60)])
-    agg = store.apply_to_aggregate(
+    states.apply_to_aggregate("c1", [FoldEvent("a", EMAIL, SENT, t), FoldEvent("b", EMAIL, OPENED, t + 60)])
+    agg = states.apply_to_aggregate(
         "c1", [FoldEvent("b", EMAIL, OPENED, t + 60), FoldEvent("c", EMAIL, CONVERTED, t + 90, 5.0)]
     )
     assert agg.counts[EMAIL][OPENED] == 1  # redelivered "b" counted once
@@ -154,7 +155,7 @@ def test_apply_to_aggregate_retries_when_another_writer_wins(
     monkeypatch: pytest.MonkeyPatch, no_sleep: list[float]
 ) -> None:
     t = BASE.timestamp()
-    store.apply_to_aggregate("c1", [FoldEvent("a", EMAIL, SENT, t)])
+    states.apply_to_aggregate("c1", [FoldEvent("a", EMAIL, SENT, t)])
     ddb = aws.client("dynamodb")
     real_get = ddb.get_item
     raced = []
@@ -163,69 +164,69 @@ def test_apply_to_aggregate_retries_when_another_writer_wins(
         resp = real_get(**kwargs)
         if not raced:  # between our read and our write, another aggregator updates the item
             raced.append(True)
-            store.apply_to_aggregate("c1", [FoldEvent("other", EMAIL, OPENED, t + 5)])
+            states.apply_to_aggregate("c1", [FoldEvent("other", EMAIL, OPENED, t + 5)])
         return resp
 
     monkeypatch.setattr(ddb, "get_item", get_then_race)
-    agg = store.apply_to_aggregate("c1", [FoldEvent("mine", EMAIL, CONVERTED, t + 9, 3.0)])
+    agg = states.apply_to_aggregate("c1", [FoldEvent("mine", EMAIL, CONVERTED, t + 9, 3.0)])
     assert raced
     assert (agg.counts[EMAIL][SENT], agg.counts[EMAIL][OPENED], agg.counts[EMAIL][CONVERTED]) == (1, 1, 1)
-    stored, _ = store.get_state("c1")
+    stored, _ = states.get_state("c1")
     assert stored == agg
 
 
 def test_erase_customer_deletes_every_item_of_that_customer_and_leaves_a_tombstone() -> None:
-    store.put_touchpoints([tp(i) for i in range(60)] + [tp(1, customer="keep")])
-    store.put_profile("c1", Profile())
-    store.apply_to_aggregate("c1", [FoldEvent("a", EMAIL, SENT, BASE.timestamp())])
-    assert store.erase_customer("c1", now=BASE) == 62
-    assert store.get_state("c1") == (None, None)
-    assert store.query_touchpoints("c1") == []
+    touchpoints.put_touchpoints([tp(i) for i in range(60)] + [tp(1, customer="keep")])
+    profiles.put_profile("c1", Profile())
+    states.apply_to_aggregate("c1", [FoldEvent("a", EMAIL, SENT, BASE.timestamp())])
+    assert erasure.erase_customer("c1", now=BASE) == 62
+    assert states.get_state("c1") == (None, None)
+    assert touchpoints.query_touchpoints("c1") == []
     left = {(i[PK]["S"], i[SK]["S"]): i for i in table_items()}
     assert set(left) == {("C#keep", "TP#ev-1"), ("C#c1", ERASED_SK)}
     tombstone = left[("C#c1", ERASED_SK)]
-    assert int(tombstone[TTL]["N"]) == int((BASE + timedelta(days=store.ERASURE_TOMBSTONE_DAYS)).timestamp())
-    assert store.erase_customer("c1") == 0
+    assert int(tombstone[TTL]["N"]) == int((BASE + timedelta(days=erasure.ERASURE_TOMBSTONE_DAYS)).timestamp())
+    assert erasure.erase_customer("c1") == 0
 
 
 def test_nothing_of_an_erased_customer_is_written_while_its_tombstone_lives() -> None:
-    store.put_touchpoints([tp(1), tp(2, event_type="unsubscribed")])
-    store.erase_customer("c1")
-    assert store.put_touchpoints([tp(1), tp(3), tp(3), tp(4, customer="c2")]) == [
+    touchpoints.put_touchpoints([tp(1), tp(2, event_type="unsubscribed")])
+    erasure.erase_customer("c1")
+    assert touchpoints.put_touchpoints([tp(1), tp(3), tp(3), tp(4, customer="c2")]) == [
         "erased",
         "erased",
         "erased",
         "stored",
     ]
-    with pytest.raises(store.CustomerErasedError):
-        store.put_profile("c1", Profile())
-    store.revoke_consent("c1", "email", BASE)  # nothing to close
-    with pytest.raises(store.CustomerErasedError):
-        store.apply_to_aggregate("c1", [FoldEvent("a", EMAIL, SENT, BASE.timestamp())])
-    outcome = store.fold_touchpoints("c1", ["ev-1", "ev-2"])
+    with pytest.raises(erasure.CustomerErasedError):
+        profiles.put_profile("c1", Profile())
+    profiles.revoke_consent("c1", "email", BASE)  # nothing to close
+    with pytest.raises(erasure.CustomerErasedError):
+        states.apply_to_aggregate("c1", [FoldEvent("a", EMAIL, SENT, BASE.timestamp())])
+    outcome = states.fold_touchpoints("c1", ["ev-1", "ev-2"])
     assert (outcome.erased, outcome.folded, outcome.aggregate) == (True, 0, None)
-    assert store.erased_customers(["c1", "c2"]) == {"c1"}
+    assert erasure.erased_customers(["c1", "c2"]) == {"c1"}
     assert [i[SK]["S"] for i in table_items() if i[PK]["S"] == "C#c1"] == [ERASED_SK]
 
 
 def test_after_the_tombstone_expires_the_id_is_a_new_customer() -> None:
-    store.put_touchpoints([tp(1)])
-    store.erase_customer("c1", now=datetime.now(UTC) - timedelta(days=store.ERASURE_TOMBSTONE_DAYS, seconds=1))
+    touchpoints.put_touchpoints([tp(1)])
+    erasure.erase_customer("c1", now=datetime.now(UTC) - timedelta(days=erasure.ERASURE_TOMBSTONE_DAYS, seconds=1))
     # expired, but DynamoDB's TTL has not deleted it yet: it no longer counts
     assert any(i[SK]["S"] == ERASED_SK for i in table_items())
-    assert store.put_touchpoints([tp(1)]) == ["stored"]
-    store.put_profile("c1", Profile())
-    assert store.erased_customers(["c1"]) == set()
+    assert touchpoints.put_touchpoints([tp(1)]) == ["stored"]
+    profiles.put_profile("c1", Profile())
+    assert erasure.erased_customers(["c1"]) == set()
 
 
 def test_same_event_id_with_another_payload_is_a_conflict_and_the_first_write_stays() -> None:
     first = tp(1, value=0.0)
-    assert store.put_touchpoints([first]) == ["stored"]
+    assert touchpoints.put_touchpoints([first]) == ["stored"]
     paris = tp(1).occurred_at.astimezone(datetime.now().astimezone().tzinfo)
-    assert store.put_touchpoints([tp(1, occurred_at=paris)]) == ["duplicate"]  # same instant, another offset
-    assert store.put_touchpoints([tp(1, event_type="opened"), tp(1)]) == ["conflict", "duplicate"]
-    assert store.put_touchpoints([tp(2), tp(2, channel="sms"), tp(2)]) == ["stored", "conflict", "duplicate"]
-    assert store.query_touchpoints("c1") == [first, tp(2)]
+    assert touchpoints.put_touchpoints([tp(1, occurred_at=paris)]) == ["duplicate"]  # same instant, another offset
+    assert touchpoints.put_touchpoints([tp(1, event_type="opened"), tp(1)]) == ["conflict", "duplicate"]
+    assert touchpoints.put_touchpoints([tp(2), tp(2, channel="sms"), tp(2)]) == ["stored", "conflict", "duplicate"]
+    assert touchpoints.query_touchpoints("c1") == [first, tp(2)]
 
 
 @pytest.mark.parametrize("same", [True, False])
@@ -236,20 +237,20 @@ def test_a_concurrent_writer_of_the_same_event_id_is_told_duplicate_or_conflict(
     ddb = aws.client("dynamodb")
     real_get = ddb.batch_get_item
     theirs = tp(1) if same else tp(1, event_type="clicked")
-    raced: list[list[store.Status]] = []
+    raced: list[list[touchpoints.Status]] = []
 
     def read_then_race(**kw: Any) -> Any:
         resp = real_get(**kw)
         if not raced:
             raced.append([])
-            raced[0] = store.put_touchpoints([theirs])
+            raced[0] = touchpoints.put_touchpoints([theirs])
         return resp
 
     monkeypatch.setattr(ddb, "batch_get_item", read_then_race)
-    mine = store.put_touchpoints([tp(1), tp(2)])
+    mine = touchpoints.put_touchpoints([tp(1), tp(2)])
     assert raced == [["stored"]]
     assert mine == ["duplicate" if same else "conflict", "stored"]
-    assert store.query_touchpoints("c1") == [theirs, tp(2)]  # the table keeps the first write
+    assert touchpoints.query_touchpoints("c1") == [theirs, tp(2)]  # the table keeps the first write
 
 
 def throttle(op: str, code: str = "ProvisionedThroughputExceededException") -> ClientError:
@@ -298,12 +299,12 @@ def test_no_accepted_touchpoint_is_lost_under_throttling_conflicts_and_unprocess
     monkeypatch.setattr(ddb, "transact_write_items", flaky_write)
     monkeypatch.setattr(ddb, "batch_get_item", flaky_get)
     tps = [tp(i, customer=f"c{i % 7}") for i in range(130)]
-    assert store.put_touchpoints(tps) == ["stored"] * 130
+    assert touchpoints.put_touchpoints(tps) == ["stored"] * 130
     stored = {(i[PK]["S"], i[SK]["S"]) for i in table_items()}
     assert stored == {(customer_pk(t.customer_id), f"TP#{t.event_id}") for t in tps}
     assert calls["write"] > 8  # the faults really happened
     assert len(no_sleep) >= 8  # and each retry backed off
-    assert all(0 <= d <= store.MAX_DELAY for d in no_sleep)
+    assert all(0 <= d <= dynamodb.MAX_DELAY for d in no_sleep)
 
 
 def test_exhausted_retries_raise_instead_of_losing_items(
@@ -315,20 +316,20 @@ def test_exhausted_retries_raise_instead_of_losing_items(
         raise throttle("TransactWriteItems", "ThrottlingException")
 
     monkeypatch.setattr(ddb, "transact_write_items", always_throttled)
-    with pytest.raises(store.StoreUnavailableError, match="throttled"):
-        store.put_touchpoints([tp(1), tp(2)])
-    assert len(no_sleep) == store.MAX_ATTEMPTS - 1  # no pointless sleep after the last attempt
+    with pytest.raises(dynamodb.StoreUnavailableError, match="throttled"):
+        touchpoints.put_touchpoints([tp(1), tp(2)])
+    assert len(no_sleep) == dynamodb.MAX_ATTEMPTS - 1  # no pointless sleep after the last attempt
     # backoff ceilings grow exponentially: late sleeps may be long, early ones are short
-    assert max(no_sleep[:2]) <= store.BASE_DELAY * 2
+    assert max(no_sleep[:2]) <= dynamodb.BASE_DELAY * 2
 
 
 def test_exhausted_batch_write_retries_raise(monkeypatch: pytest.MonkeyPatch, no_sleep: list[float]) -> None:
-    store.put_touchpoints([tp(1), tp(2)])
+    touchpoints.put_touchpoints([tp(1), tp(2)])
     ddb = aws.client("dynamodb")
     monkeypatch.setattr(ddb, "batch_write_item", lambda **kw: {"UnprocessedItems": kw["RequestItems"]})
-    with pytest.raises(store.StoreUnavailableError, match="unprocessed"):
-        store.erase_customer("c1")
-    assert len(no_sleep) == store.MAX_ATTEMPTS - 1
+    with pytest.raises(dynamodb.StoreUnavailableError, match="unprocessed"):
+        erasure.erase_customer("c1")
+    assert len(no_sleep) == dynamodb.MAX_ATTEMPTS - 1
 
 
 def test_other_client_errors_are_not_retried(monkeypatch: pytest.MonkeyPatch, no_sleep: list[float]) -> None:
@@ -339,15 +340,15 @@ def test_other_client_errors_are_not_retried(monkeypatch: pytest.MonkeyPatch, no
 
     monkeypatch.setattr(ddb, "transact_write_items", invalid)
     with pytest.raises(ClientError):
-        store.put_touchpoints([tp(1)])
+        touchpoints.put_touchpoints([tp(1)])
     assert no_sleep == []
 
 
 def test_fold_touchpoints_folds_each_stored_touchpoint_once_across_transactions() -> None:
     tps = [tp(i, event_type="sent" if i % 3 else "opened") for i in range(150)]  # > 98: two transactions
-    store.put_touchpoints(tps)
+    touchpoints.put_touchpoints(tps)
     ids = [t.event_id for t in tps] + ["never-stored"]
-    first = store.fold_touchpoints("c1", ids)
+    first = states.fold_touchpoints("c1", ids)
     assert (first.folded, first.skipped, first.erased) == (150, 1, False)
     item = aws.client("dynamodb").get_item(
         TableName=get_settings().table_name, Key={PK: {"S": customer_pk("c1")}, SK: {"S": AGG_SK}}
@@ -355,7 +356,7 @@ def test_fold_touchpoints_folds_each_stored_touchpoint_once_across_transactions(
     assert item["version"]["N"] == "2"
     marks = {i[SK]["S"]: i["agg_version"]["N"] for i in table_items() if i[SK]["S"].startswith("TP#")}
     assert sorted(set(marks.values())) == ["1", "2"]
-    again = store.fold_touchpoints("c1", list(reversed(ids)))  # a redelivery, in another order
+    again = states.fold_touchpoints("c1", list(reversed(ids)))  # a redelivery, in another order
     assert (again.folded, again.skipped) == (0, 151)
     expected = replay(sorted((fold_event(t) for t in tps), key=lambda e: e.ts))
-    assert first.aggregate == again.aggregate == store.get_state("c1")[0] == expected
+    assert first.aggregate == again.aggregate == states.get_state("c1")[0] == expected

@@ -2,10 +2,10 @@
 
 Per batch (bounded, see readers.py): the mapping is applied column-wise in polars (rename, [values.*],
 [constants], [[derive]] rules); then every touchpoint is validated by the online `Touchpoint` model itself (the
-one definition of a valid touchpoint, shared with the HTTP API) and written at once with a Parquet writer.
-Profiles are validated by the online `Profile` model; an attribute it refuses is removed and counted, the rest
-of the profile is kept. What is left in memory across batches grows with distinct event ids (duplicates),
-customers and profile attributes, never with the file.
+one definition of a valid touchpoint, shared with the HTTP API) and written at once with a Parquet writer;
+decisions are written as they are read. Profiles are gathered and validated by profiles.py, timestamps parsed
+by times.py, DIR/nbc.toml written by declarations.py. What is left in memory across batches grows with distinct
+event ids (duplicates), customers and profile attributes, never with the file.
 """
 
 from __future__ import annotations
@@ -13,14 +13,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import os
-import re
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -28,15 +26,18 @@ from zoneinfo import ZoneInfo
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ValidationError
 
-from model.domain.schemas import Id, Profile, Touchpoint
+from model.domain.schemas import Touchpoint
 from model.domain.settings import reload_settings, use_config
 from training.importer import mapping as mapping_mod
 from training.importer import quality as quality_mod
 from training.importer import readers
+from training.importer.declarations import declarations_toml
 from training.importer.mapping import TOUCHPOINT_COLUMNS, Derive, Mapping
-from training.importer.quality import Quality
+from training.importer.profiles import Profiles
+from training.importer.quality import Quality, shown
+from training.importer.times import BadTimeError, parse_time
 from training.sources import DECISION_FIELDS, PROFILE_FIELDS, SourceError
 
 TOUCHPOINT_SCHEMA = pa.schema(
@@ -57,10 +58,8 @@ TOUCHPOINT_FRAME = {
     f.name: pl.Int64 if f.name == "occurred_at" else pl.Float64 if f.name == "value" else pl.String
     for f in TOUCHPOINT_SCHEMA
 }
-PROFILE_SCHEMA = pa.schema([(f, pa.string()) for f in PROFILE_FIELDS])
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
-MAX_LEVELS = 64  # levels kept per categorical attribute (the most frequent; others encode as unknown)
 # A touchpoint the schema refuses is counted once, under its first failing field in this order.
 PRIORITY = (
     "customer_id",
@@ -74,7 +73,6 @@ PRIORITY = (
     "decision_id",
     "attributes",
 )
-_CUSTOMER_ID: TypeAdapter[str] = TypeAdapter(Id)
 Progress = Callable[[int, int], None]  # (rows read, rows kept)
 
 
@@ -94,47 +92,6 @@ class ImportResult:
     ok: bool  # False: --strict and something was dropped (only quality.json was written)
     seconds: float = 0.0
     files: dict[str, int] = field(default_factory=dict)  # file -> rows written
-
-
-class _BadTimeError(ValueError):
-    pass
-
-
-def parse_time(raw: Any, zone: ZoneInfo | None, fmt: str | None) -> datetime:
-    """A source timestamp as a datetime: aware when it says its offset or the mapping gives a time zone."""
-    try:
-        if fmt is None and type(raw) is str:  # the common case first: ISO 8601 text
-            dt = datetime.fromisoformat(raw.strip())
-        elif isinstance(raw, datetime):
-            dt = raw
-        elif isinstance(raw, date):
-            dt = datetime(raw.year, raw.month, raw.day)
-        elif fmt in ("epoch_s", "epoch_ms"):
-            dt = datetime.fromtimestamp(float(raw) / (1000.0 if fmt == "epoch_ms" else 1.0), UTC)
-        elif isinstance(raw, int | float):
-            raise _BadTimeError(f"{raw!r} is a number: set timestamp_format = 'epoch_s' or 'epoch_ms' in the mapping")
-        elif fmt:
-            dt = datetime.strptime(str(raw).strip(), fmt)
-        else:
-            dt = datetime.fromisoformat(str(raw).strip())
-    except (ValueError, OverflowError, OSError) as err:
-        if isinstance(err, _BadTimeError):
-            raise
-        raise _BadTimeError(f"{str(raw)[:40]!r} is not a timestamp ({fmt or 'ISO 8601'})") from None
-    if dt.tzinfo is None and zone is not None:
-        dt = dt.replace(tzinfo=zone)
-    return dt
-
-
-def parse_as_of(text: str, timezone: str | None = None) -> datetime:
-    """--as-of: an ISO 8601 date or time; without an offset, in `timezone` (the mapping's) or UTC."""
-    try:
-        dt = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise SourceError(
-            f"--as-of {text!r}: use an ISO 8601 date or time, e.g. 2026-05-31 or 2026-05-31T23:59:59Z"
-        ) from None
-    return dt if dt.tzinfo is not None else dt.replace(tzinfo=ZoneInfo(timezone or "UTC"))
 
 
 def event_id(parts: tuple[Any, ...]) -> str:
@@ -177,7 +134,7 @@ class Importer:
         self.tp_writer: pq.ParquetWriter | None = None
         self.dec_path = out / ".decisions.parquet.part"
         self.dec_writer: pq.ParquetWriter | None = None
-        self.profiles: dict[str, dict[str, Any]] = {}  # customer -> Profile fields (attributes: raw values)
+        self.profiles = Profiles(mapping, quality)
         self.columns_seen: dict[str, bool] = {}
         self.first_row = 0  # of the batch being read
         self.progress: Progress | None = None
@@ -251,7 +208,7 @@ class Importer:
                 suffix = f"{rule.event_type}.{k}" if same else rule.event_type
             self._validate(projected, df, source, rule, suffix)
         if self.m.attributes or "timezone" in self.m.columns:
-            self._collect_profiles(df)
+            self.profiles.collect(df)
 
     def _validate(
         self, frame: pl.DataFrame, raw: pl.DataFrame, source: str, rule: Derive | None, suffix: str | None
@@ -275,7 +232,7 @@ class Importer:
             if ts is not None:
                 try:
                     when = parse_time(ts, zone, fmt)
-                except _BadTimeError as err:
+                except BadTimeError as err:
                     drop("bad_timestamp", raw, row, source, f"occurred_at: {err}")
                     continue
                 if offset is not None:
@@ -341,7 +298,7 @@ class Importer:
             return
         at = row - self.first_row
         values = raw.row(at, named=True) if 0 <= at < raw.height else {}
-        self.q.drop(reason, {"source": source, "row": row + 1, "values": _shown(values), "error": error})
+        self.q.drop(reason, {"source": source, "row": row + 1, "values": shown(values), "error": error})
 
     def _write_touchpoints(self, frame: pl.DataFrame) -> None:
         # Built by polars from the columns (pyarrow's conversion of Python objects would import pandas).
@@ -361,133 +318,6 @@ class Importer:
         if self.progress is not None:
             self.progress(self.q.rows_read, self.q.rows_kept)
 
-    # --- profiles ------------------------------------------------------------------------------------------
-
-    def _collect_profiles(self, df: pl.DataFrame) -> None:
-        """The latest non-empty value of each mapped attribute (and time zone) per customer."""
-        cid = self.m.columns.get("customer_id")
-        if cid is None or cid not in df.columns:
-            return
-        cols = {a.name: a.column for a in self.m.attributes if a.column in df.columns}
-        tz_col = self.m.columns.get("timezone")
-        exprs = [pl.col(c).drop_nulls().last().alias(f"a:{n}") for n, c in cols.items()]
-        if tz_col is not None and tz_col in df.columns:
-            exprs.append(pl.col(tz_col).drop_nulls().last().alias("timezone"))
-        if not exprs:
-            return
-        grouped = df.filter(pl.col(cid).is_not_null()).group_by(cid, maintain_order=True).agg(exprs)
-        for rec in grouped.iter_rows(named=True):
-            prof = self.profiles.setdefault(str(rec[cid]), {})
-            attrs = prof.setdefault("attributes", {})
-            for key, val in rec.items():
-                if val is None or key == cid:
-                    continue
-                if key == "timezone":
-                    prof["timezone"] = str(val)
-                else:
-                    attrs[key[2:]] = val
-
-    def profile_rows(self, batch: readers.Batch, source: str) -> None:
-        """A profiles file in the project's shape: customer_id + Profile fields (JSON text or values)."""
-        for rec in batch.frame.iter_rows(named=True):
-            cid = rec.get("customer_id")
-            if cid is None:
-                self.q.drop("missing_customer", {"source": source, "values": _shown(rec), "error": "no customer_id"})
-                continue
-            prof = self.profiles.setdefault(str(cid), {})
-            for fld in ("timezone", "consent", "quiet_hours", "attributes"):
-                val = rec.get(fld)
-                if val is None:
-                    continue
-                if fld != "timezone" and isinstance(val, str):
-                    try:
-                        val = json.loads(val)
-                    except ValueError:
-                        self.q.drop(f"bad_{fld}", {"source": source, "values": _shown(rec), "error": "not JSON"})
-                        continue
-                if fld == "attributes" and isinstance(val, dict):
-                    prof.setdefault("attributes", {}).update(val)
-                else:
-                    prof[fld] = val
-
-    def finish_profiles(self) -> tuple[pa.Table | None, dict[str, list[str]]]:
-        """Validate every profile with the online model; drop (and count) only what it refuses."""
-        kinds = {a.name: a.kind for a in self.m.attributes}
-        levels: dict[str, Counter[str]] = {n: Counter() for n, k in kinds.items() if k == "categorical"}
-        rows: dict[str, list[Any]] = {f: [] for f in PROFILE_SCHEMA.names}
-        for cid, doc in self.profiles.items():
-            try:
-                _CUSTOMER_ID.validate_python(cid)
-            except ValidationError as err:
-                self.q.drop("bad_customer_id", {"customer_id": cid, "error": err.errors()[0]["msg"]}, 1)
-                continue
-            attrs = {}
-            for name, val in (doc.get("attributes") or {}).items():
-                if kinds.get(name) == "numeric" and isinstance(val, str):
-                    try:
-                        val = float(val)
-                    except ValueError:
-                        self._attr_drop("bad_attribute", cid, name, val, "not a number")
-                        continue
-                elif kinds.get(name) == "categorical" and not isinstance(val, str):
-                    val = str(val)
-                attrs[name] = val
-            profile = self._profile(cid, {**doc, "attributes": attrs})
-            if profile is None:
-                continue
-            for name, val in profile.attributes.items():
-                if name in levels:
-                    levels[name][str(val)] += 1
-            self.q.profile_attributes += len(profile.attributes)
-            dumped = profile.model_dump(mode="json", exclude_none=True)
-            rows["customer_id"].append(cid)
-            rows["timezone"].append(profile.timezone)
-            rows["consent"].append(json.dumps(dumped["consent"]) if profile.consent else None)
-            rows["quiet_hours"].append(json.dumps(dumped["quiet_hours"]) if profile.quiet_hours else None)
-            rows["attributes"].append(json.dumps(dumped["attributes"]) if profile.attributes else None)
-        self.q.profiles = len(rows["customer_id"])
-        found = {
-            n: [v for v, _ in sorted(c.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_LEVELS]] for n, c in levels.items()
-        }
-        frame = pl.DataFrame(rows, schema=dict.fromkeys(PROFILE_SCHEMA.names, pl.String))
-        table = frame.to_arrow().cast(PROFILE_SCHEMA) if frame.height else None
-        return table, found
-
-    def _attr_drop(self, reason: str, cid: str, name: str, val: Any, msg: str) -> None:
-        example = {"customer_id": cid, "attribute": name, "value": _plain(val), "error": msg}
-        self.q.drop(reason, example)
-
-    def _profile(self, cid: str, doc: dict[str, Any]) -> Profile | None:
-        doc = {k: v for k, v in doc.items() if v is not None and (k != "attributes" or v)}
-        try:
-            return Profile.model_validate(doc)
-        except ValidationError:
-            pass
-        # Find what the model refuses, one field (and one attribute) at a time, and keep the rest.
-        for fld in ("timezone", "consent", "quiet_hours"):
-            if fld in doc:
-                try:
-                    Profile.model_validate({fld: doc[fld]})
-                except ValidationError as err:
-                    self.q.drop(f"bad_{fld}", {"customer_id": cid, "value": _plain(doc[fld]), "error": _first(err)})
-                    del doc[fld]
-        attrs = dict(doc.get("attributes") or {})
-        for name, val in list(attrs.items()):
-            try:
-                Profile.model_validate({"attributes": {name: val}})
-            except ValidationError as err:
-                msg = _first(err)
-                self._attr_drop(
-                    "undeclared_attribute" if "not declared" in msg else "bad_attribute", cid, name, val, msg
-                )
-                del attrs[name]
-        doc["attributes"] = attrs
-        try:
-            return Profile.model_validate(doc)
-        except ValidationError as err:
-            self.q.drop("bad_profile", {"customer_id": cid, "error": _first(err)})
-            return None
-
     # --- decisions -----------------------------------------------------------------------------------------
 
     def decision_rows(self, batch: readers.Batch, source: str) -> None:
@@ -500,7 +330,7 @@ class Importer:
         missing = df.filter(pl.col("decision_id").is_null())
         if missing.height:
             self.q.drop(
-                "missing_decision_id", {"source": source, "values": _shown(missing.row(0, named=True))}, missing.height
+                "missing_decision_id", {"source": source, "values": shown(missing.row(0, named=True))}, missing.height
             )
         df = df.filter(pl.col("decision_id").is_not_null())
         cols = [
@@ -520,50 +350,7 @@ class Importer:
                 w.close()
 
 
-def _first(err: ValidationError) -> str:
-    e = err.errors()[0]
-    loc = ".".join(str(p) for p in e.get("loc", ()))
-    return f"{loc}: {e['msg']}" if loc else str(e["msg"])
-
-
-def _plain(val: Any) -> Any:
-    return val if isinstance(val, int | float | bool | str) or val is None else json.dumps(val, default=str)
-
-
-def _shown(rec: dict[str, Any]) -> dict[str, Any]:
-    return {k: _plain(v) for k, v in rec.items()}
-
-
 # --- the command -----------------------------------------------------------------------------------------
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(float(value)) if math.isfinite(float(value)) else "0.0"
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return json.dumps(str(value))
-
-
-def _toml_key(name: str) -> str:
-    return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else json.dumps(name)
-
-
-def declarations_toml(channels: dict[str, float], attributes: dict[str, dict[str, Any]]) -> str:
-    """DIR/nbc.toml: the channels and attributes this data declares (read by `nbc train`; copy them into the
-    configuration that serves the model)."""
-    lines = ["# Written by `nbc import`: what this data declares. `nbc train --source DIR` reads it.", ""]
-    if channels:
-        lines += ["[channels]", *(f"{_toml_key(n)} = {_toml_value(c)}" for n, c in channels.items()), ""]
-    if attributes:
-        lines.append("[attributes]")
-        for name, spec in attributes.items():
-            inner = ", ".join(f"{k} = {_toml_value(v)}" for k, v in spec.items() if v or k == "kind")
-            lines.append(f"{name} = {{ {inner} }}")
-        lines.append("")
-    return "\n".join(lines)
 
 
 def _wanted(role: str, m: Mapping, explicit: bool) -> list[str]:
@@ -615,7 +402,7 @@ def run(sources: list[str], opts: Options) -> ImportResult:
                     imp.touchpoints(batch, sf.name)
                 elif sf.role == "profiles":
                     q.rows_read += batch.frame.height
-                    imp.profile_rows(batch, sf.name)
+                    imp.profiles.add_rows(batch, sf.name)
                 else:
                     imp.decision_rows(batch, sf.name)
             q.sources.append({"uri": sf.uri, "role": sf.role, "format": sf.fmt, "rows": q.rows_read - before})
@@ -625,7 +412,7 @@ def run(sources: list[str], opts: Options) -> ImportResult:
                 f"column(s) {', '.join(never)} never hold a value in the touchpoint rows: "
                 "map the right columns with --mapping FILE"
             )
-        profiles, levels = imp.finish_profiles()
+        profiles, levels = imp.profiles.finish()
         if q.touchpoints and explicit:
             q.empty_columns = [f"{src} ({use})" for src, use in m.uses().items() if not imp.columns_seen.get(src)]
     finally:

@@ -34,6 +34,16 @@ def iso(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
+def plain(val: Any) -> Any:
+    """A source value as an example shows it: scalars as they are, anything else as JSON text."""
+    return val if isinstance(val, int | float | bool | str) or val is None else json.dumps(val, default=str)
+
+
+def shown(rec: dict[str, Any]) -> dict[str, Any]:
+    """A source row as an example shows it."""
+    return {k: plain(v) for k, v in rec.items()}
+
+
 @dataclass
 class Quality:
     sources: list[dict[str, Any]] = field(default_factory=list)
