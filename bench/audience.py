@@ -40,7 +40,7 @@ NOW = datetime(2026, 11, 23, 8, 12, 45, tzinfo=UTC)
 
 def seed_customers(n: int, seed: int = 1) -> list[str]:
     """N customers with a profile and a folded aggregate, written in BatchWriteItem calls of 25."""
-    from model.adapters import store
+    from model.adapters import dynamodb
     from model.adapters.table import AGG_SK, PK, PROFILE_SK, SK, customer_pk
     from model.domain.aggregate import DAY, Aggregate, FoldEvent, fold
     from model.domain.catalogue import catalogue
@@ -67,7 +67,7 @@ def seed_customers(n: int, seed: int = 1) -> list[str]:
         )
         profile = {"timezone": {"S": zones[c % len(zones)]}, "type": {"S": "PROFILE"}}
         requests.append({"PutRequest": {"Item": {PK: pk, SK: {"S": PROFILE_SK}, **profile}}})
-    store.batch_write(requests)
+    dynamodb.batch_write(requests)
     return ids
 
 
@@ -92,7 +92,7 @@ def main() -> None:
 
     with local_aws():
         from model.adapters import audience as aud
-        from model.adapters import store
+        from model.adapters import states as state_store
         from model.adapters.decision_log import log_decisions
         from model.adapters.model_service import get_predictor
 
@@ -107,7 +107,7 @@ def main() -> None:
         sample = ids[: args.chunk]
         options = aud.AudienceOptions(now=NOW)
         t = time.perf_counter()
-        states = store.get_states(sample)
+        states = state_store.get_states(sample)
         t_read = time.perf_counter() - t
         t = time.perf_counter()
         from model.domain.decide import decide

@@ -166,14 +166,14 @@ def train_and_publish(store_dir: str, trees: int, rows: int, leaves: int = 31) -
 
 
 def seed_customer() -> None:
-    from model.adapters import store
+    from model.adapters import profiles, states
     from model.domain.aggregate import EVENT_INDEX, FoldEvent
     from model.domain.catalogue import catalogue
     from model.domain.schemas import Profile, QuietHours
 
     cat = catalogue()
     quiet = QuietHours.model_validate({"start": "00:00", "end": "00:00"})  # no quiet hours: all slots open
-    store.put_profile(
+    profiles.put_profile(
         CUSTOMER,
         Profile(
             timezone="Europe/Paris",
@@ -191,7 +191,7 @@ def seed_customer() -> None:
     events.append(
         FoldEvent("cv", cat.code("email"), EVENT_INDEX["converted"], (base + timedelta(days=2)).timestamp(), 75)
     )
-    store.apply_to_aggregate(CUSTOMER, events)
+    states.apply_to_aggregate(CUSTOMER, events)
 
 
 def request_body() -> str:
@@ -302,7 +302,7 @@ def naive_decide(body: str, state: tuple[Any, Any], booster: Any) -> str:
 
 def bench_warm(n_fast: int, n_naive: int, booster: Any) -> dict[str, Any]:
     import functions.score.app as score_app
-    from model.adapters import store
+    from model.adapters import states
     from model.adapters.decision_log import log_decisions
     from model.adapters.model_service import get_predictor
     from model.domain.decide import decide
@@ -319,7 +319,7 @@ def bench_warm(n_fast: int, n_naive: int, booster: Any) -> dict[str, Any]:
     fetch, log = [], []
     for _ in range(200):
         t0 = time.perf_counter()
-        state = store.get_state(CUSTOMER)
+        state = states.get_state(CUSTOMER)
         fetch.append(time.perf_counter() - t0)
     model = get_predictor().model()
     assert model is not None, "a model must serve"
@@ -332,7 +332,7 @@ def bench_warm(n_fast: int, n_naive: int, booster: Any) -> dict[str, Any]:
     assert sample.rule_trace.candidates == 1152, sample.rule_trace
     assert sample.rule_trace.allowed == 1152, sample.rule_trace
 
-    score_app.store.get_state = lambda customer_id: state  # type: ignore[assignment]
+    score_app.states.get_state = lambda customer_id: state  # type: ignore[assignment]
     score_app.log_decisions = lambda responses: None  # type: ignore[assignment]
 
     sink = open(os.devnull, "w")  # noqa: SIM115 - powertools prints its metrics (EMF) to stdout per call

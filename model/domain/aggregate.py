@@ -10,7 +10,7 @@ so any arrival order of the same events yields the same aggregate; a repeated ev
 it is within ``DEDUPE_WINDOW`` of the newest event. That window is a convenience for replays (duplicate rows
 in an imported file), not a delivery guarantee: online, each stored touchpoint reaches the fold exactly once
 because the aggregator marks it folded in the transaction that writes the aggregate
-(``model.adapters.store.fold_touchpoints``), whatever its age or how often the stream delivers it.
+(``model.adapters.states.fold_touchpoints``), whatever its age or how often the stream delivers it.
 
 For throughput (>= 300k events/s on one core) it updates the accumulator in place and returns it, like a
 reducer with an owned accumulator; it touches nothing else and reads no clock.
