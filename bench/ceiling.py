@@ -11,8 +11,13 @@ report, "informed" oracles that know the simulator's equations and the observabl
 zone, state) but not some of the traits: their expected incremental value is averaged over `--draws` draws of the
 unknown traits from the simulator's own prior, the policy takes the argmax (served epsilon-greedy, as the model), and
 the true oracle values it. The gap between the oracle and an informed oracle is value that only knowledge of those
-traits (i.e. inference from each customer's own history) can earn. `--model` trains the default model on the same
-set and prints its share beside them. Prints a markdown table; it does not write bench/RESULTS.md.
+traits (i.e. inference from each customer's own history) can earn. A last informed oracle does not know the channel
+and hour taste either but infers it as well as anything can: the posterior of each customer's taste given its own
+logged opens and clicks before the decision, under the simulator's exact equations (`--posterior-draws` prior draws,
+importance-weighted by the likelihood of that history). It knows every other hidden trait exactly: its value is what
+the best inference of taste from these logs earns when nothing else is unknown, more than a learner can expect.
+`--model` trains the default model on the same set and prints its share beside them.
+Prints a markdown table; it does not write bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -22,10 +27,12 @@ import dataclasses
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
+import polars as pl
 
 from model.domain.settings import get_settings
 from training import dataset, evaluate, train
@@ -37,6 +44,7 @@ from training.sim_truth import (
     _ORGANIC_SD,
     _SEG_ORGANIC,
     AFFINITY_SD,
+    DAY,
     PEAK_SD,
     Oracle,
     Truth,
@@ -94,7 +102,91 @@ def draw(truth: Truth, prior: Prior, unknown: tuple[str, ...], rng: np.random.Ge
         out["persuade"] = persuadability(z0, rng.normal(0.0, 1.0, size=n))
     if "value" in unknown:
         out["mean_value"] = prior.mean_value
-    return dataclasses.replace(truth, **out)
+    return dataclasses.replace(truth, **out)  # type: ignore[arg-type]
+
+
+def logged_sends(touchpoints: Any, oracle: Oracle) -> dict[str, np.ndarray]:
+    """Every logged send with what the simulator drew it from (customer, channel, local hour and weekday, message,
+    the sends of the 7 days before it overall and on its channel) and its observed delivery, open and click."""
+    tp = touchpoints if isinstance(touchpoints, pl.DataFrame) else pl.DataFrame(pl.from_arrow(touchpoints))
+    tp = tp.filter(pl.col("decision_id").is_not_null())
+    flags = tp.group_by("decision_id").agg(
+        *[(pl.col("event_type") == ev).any().alias(ev) for ev in ("delivered", "opened", "clicked")]
+    )
+    sends = (
+        tp.filter(pl.col("event_type") == "sent")
+        .join(flags, on="decision_id")
+        .with_columns((pl.col("occurred_at").dt.epoch("us") / 1e6).alias("ts"))
+        .sort("customer_id", "ts")
+    )
+    cust = oracle.customers(sends["customer_id"].to_list())
+    ch = np.array([oracle.channel_index[c] for c in sends["channel"].to_list()])
+    msg = np.array([oracle.message_index.get(m, 0) for m in sends["message_id"].to_list()])
+    ts = sends["ts"].to_numpy()
+    n_ch = len(oracle.truth.channels)
+
+    def recent(group: np.ndarray) -> np.ndarray:  # sends of the same group in [ts - 7 days, ts)
+        key = group.astype(np.float64) * 1e10 + ts
+        order = np.argsort(key, kind="stable")
+        k = key[order]
+        out = np.empty(len(ts), dtype=np.int64)
+        out[order] = np.searchsorted(k, k, side="left") - np.searchsorted(k, k - 7 * DAY, side="left")
+        return out
+
+    lh, dow = oracle.local_hour_dow(cust, ts)
+    return {
+        "cust": cust,
+        "ch": ch,
+        "msg": msg,
+        "ts": ts,
+        "lh": lh,
+        "dow": dow,
+        "sends7": recent(cust),
+        "chsends7": recent(cust * n_ch + ch),
+        "delivered": sends["delivered"].to_numpy(),
+        "opened": sends["opened"].to_numpy(),
+        "clicked": sends["clicked"].to_numpy(),
+    }
+
+
+def log_likelihood(oracle: Oracle, s: dict[str, np.ndarray]) -> np.ndarray:
+    """Log-probability of each delivered send's observed open and click under `oracle`'s truth (0 if bounced)."""
+    t = oracle.truth
+    eta, _ = oracle.terms(s["cust"], s["ch"], s["lh"], s["dow"], s["msg"], s["sends7"], s["chsends7"], s["ts"])
+    p_open = 1.0 / (1.0 + np.exp(-(eta + t.open_offset[s["ch"]])))
+    p_click = 1.0 / (1.0 + np.exp(-(eta + t.click_offset)))
+    ll = np.where(s["opened"], np.log(p_open), np.log1p(-p_open))
+    ll = ll + np.where(s["opened"], np.where(s["clicked"], np.log(p_click), np.log1p(-p_click)), 0.0)
+    return np.asarray(np.where(s["delivered"], ll, 0.0))
+
+
+def history_loglik(ll: np.ndarray, s: dict[str, np.ndarray], cust: np.ndarray, before: np.ndarray) -> np.ndarray:
+    """Sum of `ll` over each context customer's sends strictly before its decision instant."""
+    key = s["cust"].astype(np.float64) * 1e10 + s["ts"]  # sends are sorted by customer, then time
+    csum = np.concatenate([[0.0], np.cumsum(ll)])
+    hi = np.searchsorted(key, cust.astype(np.float64) * 1e10 + before, side="left")
+    lo = np.searchsorted(key, cust.astype(np.float64) * 1e10, side="left")
+    return np.asarray(csum[hi] - csum[lo])
+
+
+def posterior_values(
+    truth: Truth, prior: Prior, sim_tp: Any, ts: Any, ctx: Any, draws: int, rng: np.random.Generator
+) -> tuple[np.ndarray, float]:
+    """Expected incremental value of every cell under the posterior of each customer's channel and hour taste given
+    its own logged opens and clicks before the decision (self-normalised importance sampling over `draws` draws from
+    the prior), and the median effective number of draws per decision."""
+    oracle = Oracle(truth)
+    sends = logged_sends(sim_tp, oracle)
+    cust = oracle.customers(ctx.customer_id)
+    before = ctx.decided_at.astype(np.float64)
+    drawn = [draw(truth, prior, ("affinity", "peak"), rng) for _ in range(draws)]  # small: two traits each
+    logw = np.array([history_loglik(log_likelihood(Oracle(t), sends), sends, cust, before) for t in drawn])
+    w = np.exp(logw - logw.max(axis=0))
+    w /= w.sum(axis=0)
+    out = np.zeros(ctx.allowed.shape)
+    for k, t in enumerate(drawn):
+        out += w[k][:, None, None, None] * evaluate.oracle_values(Oracle(t), ts, ctx)
+    return out, float(np.median(1.0 / (w**2).sum(axis=0)))
 
 
 def main() -> None:
@@ -105,6 +197,7 @@ def main() -> None:
     parser.add_argument("--drift", action="store_true")
     parser.add_argument("--decisions", type=int, default=5000, help="held-out decisions valued (max_contexts)")
     parser.add_argument("--draws", type=int, default=16, help="draws of the unknown traits per informed oracle")
+    parser.add_argument("--posterior-draws", type=int, default=64, help="prior draws weighted by each history")
     parser.add_argument("--model", action="store_true", help="also train the default model and value it")
     args = parser.parse_args()
     t0 = time.time()
@@ -129,6 +222,13 @@ def main() -> None:
         values[f"informed oracle, not knowing {label}"] = evaluate.true_value(
             pol.served(believed, ctx.allowed, eps), true_ev
         )
+    believed, ess = posterior_values(truth, prior, sim["touchpoints"], ts, ctx, args.posterior_draws, rng)
+    label = "informed oracle, inferring channel and hour taste from the customer's own opens and clicks"
+    values[label] = evaluate.true_value(pol.served(believed, ctx.allowed, eps), true_ev)
+    values[label + " (greedy)"] = evaluate.true_value(
+        pol.argmax_policy(believed, ctx.allowed, allow_none=True), true_ev
+    )
+    print(f"posterior: median effective draws per decision {ess:.1f} of {args.posterior_draws}", flush=True)
     if args.model:
         booster = train.train_funnel(ts).booster
         values["model (served)"] = evaluate.true_value(evaluate.model_policy(booster, ts), true_ev)
