@@ -143,6 +143,10 @@ class HostArtifacts:
         return self.built[function]
 
 
+# The tests of the host artifacts share one worker (--dist loadgroup): each artifact is built once, not per worker.
+ON_HOST_ARTIFACTS = pytest.mark.xdist_group("host_artifacts")
+
+
 @pytest.fixture(scope="module")
 def host_artifacts(tmp_path_factory: pytest.TempPathFactory) -> HostArtifacts:
     return HostArtifacts(tmp_path_factory.mktemp("artifacts"))
@@ -178,6 +182,7 @@ def _isolated_env(tmp: Path) -> dict[str, str]:
     }
 
 
+@ON_HOST_ARTIFACTS
 @pytest.mark.parametrize("function", ["score", "ingest", "audience"])
 def test_handler_imports_from_the_artifact_alone(host_artifacts: HostArtifacts, function: str, tmp_path: Path) -> None:
     module, _ = FUNCTIONS[function]
@@ -196,6 +201,7 @@ def test_handler_imports_from_the_artifact_alone(host_artifacts: HostArtifacts, 
     assert not [m for m in report["modules"] if m.split(".")[0] in HEAVY]
 
 
+@ON_HOST_ARTIFACTS
 def test_scoring_artifact_answers_health_from_the_artifact_alone(host_artifacts: HostArtifacts, tmp_path: Path) -> None:
     """Beyond importing: the artifact's Mangum handler serves an API Gateway v2 request (no AWS call needed)."""
     event = json.loads((ROOT / "events" / "ingest_touchpoints.json").read_text())
@@ -230,6 +236,7 @@ print(json.dumps(response))
     assert response["statusCode"] == 200, response
 
 
+@ON_HOST_ARTIFACTS
 def test_host_artifacts_ship_no_training_stack_and_resolve_their_libraries(
     host_artifacts: HostArtifacts,
 ) -> None:
@@ -240,6 +247,7 @@ def test_host_artifacts_ship_no_training_stack_and_resolve_their_libraries(
         assert size_mb(path) < SIZE_LIMIT_MB
 
 
+@ON_HOST_ARTIFACTS
 def test_the_scoring_artifact_ships_bytecode_for_its_python(host_artifacts: HostArtifacts) -> None:
     """/var/task is read-only: without .pyc every cold start recompiles every module it imports (~0.9 s of
     the scoring function's cold start, bench/RESULTS.md). Unchecked-hash .pyc: zip timestamps cannot stale them."""

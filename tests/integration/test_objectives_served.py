@@ -22,7 +22,8 @@ from model.domain.settings import get_settings
 from tests.integration.lambda_env import LambdaContext, event
 
 pytest.importorskip("lightgbm")
-pytestmark = pytest.mark.usefixtures("local_endpoint")
+# One worker runs the module (--dist loadgroup): its four training runs (module fixture) happen once, not per worker.
+pytestmark = [pytest.mark.usefixtures("local_endpoint"), pytest.mark.xdist_group("objectives_served")]
 NOW = datetime(2026, 11, 23, 8, 12, 45, tzinfo=UTC)
 OBJECTIVES: tuple[Objective, ...] = ("click", "visit", "conversion", "value")
 

@@ -59,6 +59,7 @@ def _rows(x: np.ndarray, y: np.ndarray, split: np.ndarray, meta: pl.DataFrame) -
     ).sort("send_id")
 
 
+@pytest.mark.xdist_group("dask_dataset")  # one worker: the module's Dask cluster starts once, not per worker
 @pytest.mark.parametrize(("split", "max_contexts"), [("temporal", 150), ("customer", 5000)])
 def test_partitioned_build_gives_the_local_rows(sim_dir: Path, client: Any, split: Split, max_contexts: int) -> None:
     src = sources.load(str(sim_dir))

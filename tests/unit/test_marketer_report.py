@@ -20,6 +20,8 @@ from training import marketing, pipeline
 from training.ope.policies import PolicyDist
 from training.simulate import SimConfig, simulate, write
 
+# The tests of the module's training run share one worker (--dist loadgroup): the run is built once, not per worker.
+ON_THE_RUN = pytest.mark.xdist_group("marketer_report_run")
 SCIENTIFIC = re.compile(r"\d\.?\d*e[+-]\d", re.IGNORECASE)
 
 
@@ -43,6 +45,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModelStore, dict[str,
     return result.store, json.loads(result.store.read("v1", "report.json"))
 
 
+@ON_THE_RUN
 def test_page_is_published_with_every_section_and_people_numbers(run: tuple[ModelStore, dict[str, Any]]) -> None:
     store, report = run
     assert store.manifest("v1").files["marketing_html"] == "marketing.html"
@@ -73,6 +76,7 @@ def test_page_is_published_with_every_section_and_people_numbers(run: tuple[Mode
     assert not SCIENTIFIC.search(visible(store.read("v1", "report.html").decode()))
 
 
+@ON_THE_RUN
 def test_marketing_numbers_add_up(run: tuple[ModelStore, dict[str, Any]]) -> None:
     _, report = run
     mk = report["marketing"]
