@@ -120,6 +120,37 @@ def from_image(image: Item) -> dict[str, Any]:
     return {k: from_ddb(v) for k, v in image.items()}
 
 
+def _until_processed(
+    call: Callable[..., Item], pending: Item, unprocessed: str, failure: Callable[[Item], str]
+) -> Iterator[Item]:
+    """Call a batch operation until its `unprocessed` part is empty, yielding each response; throttling and
+    unprocessed requests are retried with backoff, MAX_ATTEMPTS times in all (then StoreUnavailableError with
+    `failure(what is still pending)`)."""
+    for attempt in range(MAX_ATTEMPTS):
+        try:
+            resp = call(RequestItems=pending)
+        except ClientError as err:
+            if not _throttled(err):
+                raise
+        else:
+            yield resp
+            pending = resp.get(unprocessed) or {}
+            if not pending:
+                return
+        if attempt + 1 < MAX_ATTEMPTS:
+            backoff(attempt)
+    raise StoreUnavailableError(failure(pending))
+
+
+def _keys_left(pending: Item) -> str:
+    return f"BatchGetItem still incomplete after {MAX_ATTEMPTS} attempts"
+
+
+def _items_left(pending: Item) -> str:
+    left = sum(len(v) for v in pending.values())
+    return f"BatchWriteItem left {left} items unprocessed after {MAX_ATTEMPTS} attempts"
+
+
 def batch_get(keys: Sequence[Item], projection: str | None = None, consistent: bool = True) -> list[Item]:
     """BatchGetItem over any number of keys, retrying UnprocessedKeys and throttling."""
     ddb, table, found = client(), table_name(), []
@@ -127,22 +158,8 @@ def batch_get(keys: Sequence[Item], projection: str | None = None, consistent: b
         request: Item = {"Keys": list(chunk), "ConsistentRead": consistent}
         if projection:
             request["ProjectionExpression"] = projection
-        pending: Item = {table: request}
-        for attempt in range(MAX_ATTEMPTS):
-            try:
-                resp = ddb.batch_get_item(RequestItems=pending)
-            except ClientError as err:
-                if not _throttled(err):
-                    raise
-            else:
-                found.extend(resp.get("Responses", {}).get(table, []))
-                pending = resp.get("UnprocessedKeys") or {}
-                if not pending:
-                    break
-            if attempt + 1 < MAX_ATTEMPTS:
-                backoff(attempt)
-        else:
-            raise StoreUnavailableError(f"BatchGetItem still incomplete after {MAX_ATTEMPTS} attempts")
+        for resp in _until_processed(ddb.batch_get_item, {table: request}, "UnprocessedKeys", _keys_left):
+            found.extend(resp.get("Responses", {}).get(table, []))
     return found
 
 
@@ -150,22 +167,8 @@ def batch_write(requests: Sequence[Item]) -> None:
     """BatchWriteItem (puts or deletes) in chunks of 25, retrying UnprocessedItems and throttling."""
     ddb, table = client(), table_name()
     for chunk in chunks(requests, WRITE_CHUNK):
-        pending: Item = {table: list(chunk)}
-        for attempt in range(MAX_ATTEMPTS):
-            try:
-                resp = ddb.batch_write_item(RequestItems=pending)
-            except ClientError as err:
-                if not _throttled(err):
-                    raise
-            else:
-                pending = resp.get("UnprocessedItems") or {}
-                if not pending:
-                    break
-            if attempt + 1 < MAX_ATTEMPTS:
-                backoff(attempt)
-        else:
-            left = sum(len(v) for v in pending.values())
-            raise StoreUnavailableError(f"BatchWriteItem left {left} items unprocessed after {MAX_ATTEMPTS} attempts")
+        for _ in _until_processed(ddb.batch_write_item, {table: list(chunk)}, "UnprocessedItems", _items_left):
+            pass
 
 
 def transact(actions: Sequence[Item]) -> list[Item] | None:
