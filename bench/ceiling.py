@@ -179,13 +179,13 @@ def posterior_values(
     sends = logged_sends(sim_tp, oracle)
     cust = oracle.customers(ctx.customer_id)
     before = ctx.decided_at.astype(np.float64)
-    drawn = [draw(truth, prior, ("affinity", "peak"), rng) for _ in range(draws)]  # small: two traits each
-    logw = np.array([history_loglik(log_likelihood(Oracle(t), sends), sends, cust, before) for t in drawn])
+    drawn = [Oracle(draw(truth, prior, ("affinity", "peak"), rng)) for _ in range(draws)]  # small: two traits each
+    logw = np.array([history_loglik(log_likelihood(o, sends), sends, cust, before) for o in drawn])
     w = np.exp(logw - logw.max(axis=0))
     w /= w.sum(axis=0)
     out = np.zeros(ctx.allowed.shape)
-    for k, t in enumerate(drawn):
-        out += w[k][:, None, None, None] * evaluate.oracle_values(Oracle(t), ts, ctx)
+    for k, believed in enumerate(drawn):
+        out += w[k][:, None, None, None] * evaluate.oracle_values(believed, ts, ctx)
     return out, float(np.median(1.0 / (w**2).sum(axis=0)))
 
 
