@@ -172,13 +172,17 @@ def evaluate_gate(
     seed: int = 0,
     simulated_truth: Any = None,
     training_set: Any = None,
+    logged: Any = None,
 ) -> Gate:
     """Score the challenger (and the champion, and the logging policy) on the same held-out decisions of
     `source` (a URI or a `sources.Sources`) and decide. Changes nothing in the store.
 
     `training_set`: the source's held-out decisions already built with `held_out` (to judge several pairs on the
     same decisions without rebuilding them; `source` then only names them). `simulated_truth`: a truth.json path
-    or an `Oracle` (default: truth.json next to a local source): the exact values are reported, never decide."""
+    or an `Oracle` (default: truth.json next to a local source): the exact values are reported, never decide.
+    `logged`: the nuisance models of `training_set`'s decisions already fitted (`evaluate.LoggedDecisions`, most of
+    a gate's time); they depend on the decisions only, never on the models compared, so pairs judged on the same
+    decisions can share one fit."""
     from training import dataset, evaluate
     from training.sim_truth import Oracle
 
@@ -209,7 +213,10 @@ def evaluate_gate(
         truth = simulated_truth or (_truth_next_to(name) if isinstance(name, str) else None)
         oracle = Oracle.load(truth) if truth else None
     if ctx is not None and len(ctx) > 0 and np.isfinite(ctx.propensity).any():
-        logged = evaluate.LoggedDecisions(ts, ctx)
+        if logged is None:
+            logged = evaluate.LoggedDecisions(ts, ctx)
+        elif training_set is None or len(logged.rows) != len(ctx):
+            raise ValueError("`logged` must be fitted on the decisions of the `training_set` passed with it")
         gate = _off_policy(ts, logged, ch_b, champ_b, ch_m, champ_m, n_boot, seed, oracle)
         gate.source, gate.warnings = name, warnings
         return gate
@@ -486,8 +493,10 @@ def promote(
     n_boot: int = ope.N_BOOT,
     seed: int = 0,
     training_set: Any = None,
+    logged: Any = None,
 ) -> Promotion:
-    """Run the gate for `version` (default: the newest) against CURRENT and move CURRENT if it passes.
+    """Run the gate for `version` (default: the newest) against CURRENT and move CURRENT if it passes
+    (`training_set`, `logged`: as `evaluate_gate`).
 
     Raises PromotionRefusedError when the gate refuses (its `gate` attribute holds the numbers), except for a dry
     run, which returns the decision and changes nothing. `force` skips the gate (rollback)."""
@@ -523,6 +532,7 @@ def promote(
         seed=seed,
         simulated_truth=simulated_truth,
         training_set=training_set,
+        logged=logged,
     )
     summary = "; ".join(gate.reasons)
     if dry_run:

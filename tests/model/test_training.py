@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import lightgbm as lgb
@@ -120,31 +121,13 @@ def gate(
 
 
 @pytest.fixture(scope="module")
-def _fitted_nuisance() -> dict[str, Any]:
-    return {}
-
-
-@pytest.fixture
-def held_nuisance_once(gate: tuple, _fitted_nuisance: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    """The nuisance models of the gate's held-out decisions (`evaluate.LoggedDecisions`: the reward model
-    cross-fitted on the held-out period and the logging-channel model, most of a gate evaluation's time) fitted by the
-    module's first gate evaluation on those decisions and reused by the next ones. They depend on the decisions only,
-    never on the models compared (one LightGBM thread, fixed seeds: a refit gives identical arrays), so every
-    pairing, estimate and decision checked below is the one a fresh fit gives; every other training set
-    (the blind one included) is fitted as usual."""
+def held_logged(gate: tuple) -> Any:
+    """The nuisance models of the gate's held-out decisions (reward model and logging-channel model, most of a
+    gate's time), fitted once and passed to every gate judged on those decisions, as `evaluate_gate` allows."""
     from training import evaluate
 
     _, held, _ = gate
-    fit = evaluate.LoggedDecisions
-
-    def logged(ts: Any, ctx: Any) -> Any:
-        if ts is not held or ctx is not held.contexts:
-            return fit(ts, ctx)
-        if "held" not in _fitted_nuisance:
-            _fitted_nuisance["held"] = fit(ts, ctx)
-        return _fitted_nuisance["held"]
-
-    monkeypatch.setattr(evaluate, "LoggedDecisions", logged)
+    return evaluate.LoggedDecisions(held, held.contexts)
 
 
 @TRAINED
@@ -156,12 +139,11 @@ def test_the_manifest_records_the_configuration_hash(trained: tuple[ModelStore, 
 
 
 @TRAINED
-@pytest.mark.usefixtures("held_nuisance_once")
-def test_gate_refuses_a_worse_challenger_on_the_same_decisions(gate: tuple) -> None:
+def test_gate_refuses_a_worse_challenger_on_the_same_decisions(gate: tuple, held_logged: Any) -> None:
     store, held, _ = gate
     store.set_current("v1")
     with pytest.raises(PromotionRefusedError, match="lower bound is below 0") as refused:
-        promote(store, "bad", training_set=held, n_boot=200)
+        promote(store, "bad", training_set=held, logged=held_logged, n_boot=200)
     g = refused.value.gate
     assert g is not None
     assert (g.decision, g.method, g.champion, g.propensities) == ("refuse", "off-policy", "v1", "logged")
@@ -175,22 +157,23 @@ def test_gate_refuses_a_worse_challenger_on_the_same_decisions(gate: tuple) -> N
 
 
 @TRAINED
-@pytest.mark.usefixtures("held_nuisance_once")
-def test_gate_pairs_the_same_decisions_and_needs_both_lower_bounds(gate: tuple) -> None:
+def test_gate_pairs_the_same_decisions_and_needs_both_lower_bounds(gate: tuple, held_logged: Any) -> None:
     store, held, _ = gate
     store.set_current("bad")
-    g = evaluate_gate(store, "v1", "bad", "sim", training_set=held, n_boot=200)
+    g = evaluate_gate(store, "v1", "bad", "sim", training_set=held, logged=held_logged, n_boot=200)
     assert g.difference["ci"][0] > 0  # the trained model beats the backwards one, paired on the same decisions
     # promoted iff it is not worse than the logging policy either (the first model's rule, too)
     assert (g.decision == "promote") == (g.vs_logging["ci"][0] >= 0)
-    same = evaluate_gate(store, "v1", "v1", "sim", training_set=held, n_boot=200)
+    same = evaluate_gate(store, "v1", "v1", "sim", training_set=held, logged=held_logged, n_boot=200)
     assert same.difference["value"] == 0
     assert same.difference["ci"] == [0.0, 0.0]
     assert same.vs_logging == g.vs_logging
-    first = evaluate_gate(store, "v1", None, "sim", training_set=held, n_boot=200)
+    first = evaluate_gate(store, "v1", None, "sim", training_set=held, logged=held_logged, n_boot=200)
     assert first.difference is None
     assert first.reasons[0].startswith("first model")
     assert (first.decision == "promote") == (first.vs_logging["ci"][0] >= 0)
+    with pytest.raises(ValueError, match="must be fitted on the decisions"):  # another set's nuisance: refused
+        evaluate_gate(store, "v1", "bad", "sim", training_set=held, logged=SimpleNamespace(rows=np.arange(3)))
 
 
 @TRAINED
@@ -226,11 +209,10 @@ def test_gate_without_propensities_falls_back_to_predictive_metrics(gate: tuple)
 
 
 @TRAINED
-@pytest.mark.usefixtures("held_nuisance_once")
-def test_gate_dry_run_changes_nothing_and_force_skips_the_gate(gate: tuple) -> None:
+def test_gate_dry_run_changes_nothing_and_force_skips_the_gate(gate: tuple, held_logged: Any) -> None:
     store, held, _ = gate
     store.set_current("v1")
-    dry = promote(store, "bad", dry_run=True, training_set=held, n_boot=200)
+    dry = promote(store, "bad", dry_run=True, training_set=held, logged=held_logged, n_boot=200)
     assert not dry.promoted
     assert dry.gate is not None
     assert dry.gate.decision == "refuse"
