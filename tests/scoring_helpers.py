@@ -29,6 +29,8 @@ def synthetic_rows(lay: FeatureLayout, n: int, seed: int = 0) -> tuple[np.ndarra
             cols[name] = rng.integers(-1, len(MESSAGES), n).astype(float)
         elif name == "local_hour":
             cols[name] = rng.integers(0, 24, n).astype(float)
+        elif name == "decision_day":  # epoch days of a month; its own draws keep the other columns' as they were
+            cols[name] = 20_400 + np.random.default_rng(seed + 1).uniform(0, 30, n)
         elif name == "local_dow":
             cols[name] = rng.integers(0, 7, n).astype(float)
         elif name.startswith("attr_"):
