@@ -22,6 +22,7 @@ from model.domain.catalogue import catalogue
 from model.domain.manifest import Unsupported
 from model.domain.objective import UNITS, cell_values, check_objective, cost_scale, supported_cells, unknown_messages
 from model.domain.rules import message_costs
+from model.domain.send_time import smooth_over_send_time
 from model.domain.settings import get_settings
 from training import marketing, ope
 from training.dataset import TrainingSet
@@ -220,6 +221,10 @@ def model_values(
     ctx = ts.contexts
     assert ctx is not None
     scores = pol.grid_scores(booster, ctx, ts.levels["message"], ts.layout, encode_levels)
+    # As decide: each slot's prediction borrows from its neighbours' (model.domain.send_time).
+    scores = smooth_over_send_time(
+        scores, ctx.slot_ts.astype(np.float64), ctx.allowed.any(axis=(1, 3)), get_settings().send_time_smoothing_hours
+    )
     # Incremental: what contacting adds over P(outcome | x, don't contact), as decide ranks.
     none = (
         pol.no_contact_scores(booster, ctx, ts.layout) if (ts.no_contact if no_contact is None else no_contact) else 0.0

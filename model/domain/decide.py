@@ -50,6 +50,7 @@ from model.domain.recommend_schemas import (
 )
 from model.domain.rules import Grid, candidate_grid
 from model.domain.schemas import Profile
+from model.domain.send_time import smooth_over_send_time
 from model.domain.settings import Settings, get_settings
 from model.domain.value import ValuePrior, order_value
 
@@ -272,6 +273,10 @@ def decide(
     grid = build_grid(req, history, profile, model.message_levels if model else [], now, s)
     # Cold start: population-level scores (no history), the hard rules still use what is known.
     scored = score(grid, model, scoring_history(history), profile, now)
+    if model is not None:  # each slot's prediction borrows from its neighbours' (model.domain.send_time)
+        scored.p = smooth_over_send_time(
+            scored.p, grid.slots.astype(np.float64), grid.allowed.any(axis=(0, 2)), s.send_time_smoothing_hours
+        )
     value = conversion_value(history, s, profile, model.value_prior if model else None)
     objective = model.objective if model else "conversion"
     # Cells of a channel or message without training support get the prior (no lift), not a tree leaf.

@@ -277,6 +277,8 @@ class Settings(BaseSettings):
     attribution_window_days: float = Field(default=7.0, gt=0)
     exploration_rate: float = Field(default=0.05, ge=0, le=1)
     holdout_share: float = Field(default=0.05, ge=0, le=1)
+    # Width (sd, hours) of the send-time smoothing of the model's predictions (model.domain.send_time); 0: off.
+    send_time_smoothing_hours: float = Field(default=1.0, ge=0, le=12)
     model_refresh_seconds: float = Field(default=300.0, ge=0)
     default_conversion_value: float = Field(default=50.0, ge=0)
     # What one click / visit is worth (currency): click and visit models weigh a contact's cost against the
@@ -381,6 +383,7 @@ class Settings(BaseSettings):
             "attributes": [a.model_dump() for a in self.profile_attributes],
             "exploration_rate": self.exploration_rate,
             "holdout_share": self.holdout_share,
+            "send_time_smoothing_hours": self.send_time_smoothing_hours,
             "default_conversion_value": self.default_conversion_value,
             "click_value": self.click_value,
             "visit_value": self.visit_value,

@@ -1,0 +1,32 @@
+"""Send-time smoothing: ONE definition for serving (`decide`) and offline evaluation (`evaluate.model_values`).
+
+A tree model's prediction is piecewise constant in the send hour and each hour's estimate rests on the few sends
+the log made then (business as usual sends at one hour; only exploration tries the others). Taking the argmax over
+48 such estimates picks noise. How a customer responds changes smoothly with the time of day, so each slot's
+prediction is replaced by a Gaussian-kernel average over the grid's scored slots (same channel and message),
+`send_time_smoothing_hours` wide (0: off). On the simulator (20,000 customers x 90 days, bench/RESULTS.md) this
+moved the served model from 75.8% to 77.1% of the oracle (default, seed 7) and from 74.4% to 76.0% (--drift,
+seed 7), 72.2% -> 72.3% (--drift, seed 11), with a 1-hour width.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float64]
+
+
+def smooth_over_send_time(p: FloatArray, slots: FloatArray, scored: npt.ArrayLike, hours: float) -> FloatArray:
+    """`p` [..., C, S, M] predictions per cell; `slots` [..., S] the slots' instants (epoch seconds); `scored`
+    [..., S] the slots that were scored (any allowed cell). Each scored slot gets the kernel-weighted mean of the
+    scored slots of its channel and message; unscored slots keep their value. `hours`: the kernel's sd."""
+    if hours <= 0.0:
+        return p
+    mask = np.asarray(scored, dtype=np.bool_)
+    gap = (slots[..., :, None] - slots[..., None, :]) / (3600.0 * hours)
+    kernel = np.exp(-0.5 * gap**2) * mask[..., None, :]  # [..., S, S]: only scored slots lend their value
+    total = kernel.sum(axis=-1, keepdims=True)
+    kernel = np.divide(kernel, total, out=np.zeros_like(kernel), where=total > 0)
+    smoothed = np.einsum("...ij,...cjm->...cim", kernel, p)
+    return np.where(mask[..., None, :, None], smoothed, p)
