@@ -164,7 +164,11 @@ def test_rule_counts_add_up(model: LoadedModel) -> None:
     assert tr.positive <= tr.allowed
 
 
-def test_ranking_by_expected_value_and_p_matches_the_model(model: LoadedModel, booster) -> None:
+def test_ranking_by_expected_value_and_p_matches_the_model(
+    model: LoadedModel, booster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NBC_SEND_TIME_SMOOTHING_HOURS", "0")  # the raw prediction (smoothing: test_send_time.py)
+    get_settings.cache_clear()
     s = get_settings()
     agg = engaged()
     profile = Profile(timezone="Europe/Berlin", attributes={"segment": "vip", "tenure_days": 300})
