@@ -234,6 +234,7 @@ def naive_decide(body: str, state: tuple[Any, Any], booster: Any) -> str:
         RecommendationResponse,
         RuleTrace,
     )
+    from model.domain.send_time import smooth_over_send_time
     from model.domain.settings import get_settings
 
     s = get_settings()
@@ -257,7 +258,14 @@ def naive_decide(body: str, state: tuple[Any, Any], booster: Any) -> str:
                     records.append(cust + chf + slf + message_features(m, model.message_levels))
                     keys.append((ci, si, mi))
     df = pd.DataFrame(records, columns=list(model.layout.names))
-    df["p"] = booster.predict(df[list(model.layout.names)], num_threads=1)
+    raw = np.zeros(grid.allowed.shape)
+    ci_, si_, mi_ = (np.array([k[j] for k in keys], dtype=np.int64) for j in range(3))
+    raw[ci_, si_, mi_] = booster.predict(df[list(model.layout.names)], num_threads=1)
+    # The same send-time smoothing as decide (the workload scores every cell, so the kernels see the same slots).
+    smooth = smooth_over_send_time(
+        raw, grid.slots.astype(float), grid.allowed.any(axis=(0, 2)), s.send_time_smoothing_hours
+    )
+    df["p"] = smooth[ci_, si_, mi_]
     df["channel_name"] = [grid.channels[k[0]] for k in keys]
     costs = pd.Series(s.channel_costs)
     df["ev"] = df["p"] * conversion_value(agg, s) - df["channel_name"].map(costs).fillna(0.0)
