@@ -262,9 +262,7 @@ def naive_decide(body: str, state: tuple[Any, Any], booster: Any) -> str:
     ci_, si_, mi_ = (np.array([k[j] for k in keys], dtype=np.int64) for j in range(3))
     raw[ci_, si_, mi_] = booster.predict(df[list(model.layout.names)], num_threads=1)
     # The same send-time smoothing as decide (the workload scores every cell, so the kernels see the same slots).
-    smooth = smooth_over_send_time(
-        raw, grid.slots.astype(float), grid.allowed.any(axis=(0, 2)), s.send_time_smoothing_hours
-    )
+    smooth = smooth_over_send_time(raw, grid.slots.astype(float), grid.allowed, s.send_time_smoothing_hours)
     df["p"] = smooth[ci_, si_, mi_]
     df["channel_name"] = [grid.channels[k[0]] for k in keys]
     costs = pd.Series(s.channel_costs)

@@ -223,7 +223,7 @@ def model_values(
     scores = pol.grid_scores(booster, ctx, ts.levels["message"], ts.layout, encode_levels)
     # As decide: each slot's prediction borrows from its neighbours' (model.domain.send_time).
     scores = smooth_over_send_time(
-        scores, ctx.slot_ts.astype(np.float64), ctx.allowed.any(axis=(1, 3)), get_settings().send_time_smoothing_hours
+        scores, ctx.slot_ts.astype(np.float64), ctx.allowed, get_settings().send_time_smoothing_hours
     )
     # Incremental: what contacting adds over P(outcome | x, don't contact), as decide ranks.
     none = (

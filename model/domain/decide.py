@@ -275,7 +275,7 @@ def decide(
     scored = score(grid, model, scoring_history(history), profile, now)
     if model is not None:  # each slot's prediction borrows from its neighbours' (model.domain.send_time)
         scored.p = smooth_over_send_time(
-            scored.p, grid.slots.astype(np.float64), grid.allowed.any(axis=(0, 2)), s.send_time_smoothing_hours
+            scored.p, grid.slots.astype(np.float64), grid.allowed, s.send_time_smoothing_hours
         )
     value = conversion_value(history, s, profile, model.value_prior if model else None)
     objective = model.objective if model else "conversion"

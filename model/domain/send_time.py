@@ -17,13 +17,14 @@ import numpy.typing as npt
 FloatArray = npt.NDArray[np.float64]
 
 
-def smooth_over_send_time(p: FloatArray, slots: FloatArray, scored: npt.ArrayLike, hours: float) -> FloatArray:
-    """`p` [..., C, S, M] predictions per cell; `slots` [..., S] the slots' instants (epoch seconds); `scored`
-    [..., S] the slots that were scored (any allowed cell). Each scored slot gets the kernel-weighted mean of the
-    scored slots of its channel and message; unscored slots keep their value. `hours`: the kernel's sd."""
+def smooth_over_send_time(p: FloatArray, slots: FloatArray, allowed: npt.ArrayLike, hours: float) -> FloatArray:
+    """`p` [..., C, S, M] predictions per cell; `slots` [..., S] the slots' instants (epoch seconds); `allowed`
+    [..., C, S, M] the cells the rules allow. A slot is scored when any of its cells is allowed (what `decide`
+    predicts); each scored slot gets the kernel-weighted mean of the scored slots of its channel and message;
+    unscored slots keep their value. `hours`: the kernel's sd."""
     if hours <= 0.0:
         return p
-    mask = np.asarray(scored, dtype=np.bool_)
+    mask = np.asarray(np.asarray(allowed, dtype=np.bool_).any(axis=(-3, -1)))  # [..., S]
     gap = (slots[..., :, None] - slots[..., None, :]) / (3600.0 * hours)
     kernel = np.exp(-0.5 * gap**2) * mask[..., None, :]  # [..., S, S]: only scored slots lend their value
     total = kernel.sum(axis=-1, keepdims=True)
