@@ -207,11 +207,44 @@ def lead_reason(report: dict[str, Any]) -> str:
             f"{fmt_count(dr.get('n'))}, {fmt_count(dr.get('matched'))} matched), its weights over the channel are "
             f"not (ESS {fmt_count(mdr.get('ess'))})."
         )
+    if name == "switch":
+        return (
+            f"Switch-DR leads: the model's full-action weights are thin (DR: ESS {fmt_count(dr.get('ess'))} of "
+            f"{fmt_count(dr.get('n'))} decisions, {fmt_count(dr.get('matched'))} matched); it keeps DR's correction "
+            "where a weight is moderate and values the rest by the reward model."
+        )
     if name == "dm":
         return (
             "DM leads: no weighted estimate is usable (no propensities); its interval ignores the reward model's bias."
         )
     return "No policy was evaluated (no held-out decision)."
+
+
+def model_share_text(res: dict[str, Any]) -> str:
+    """A policy's headline share valued by the reward model alone, as a percentage ("n/a" when not known)."""
+    share = num(res.get("reward_model_share"))
+    return "n/a" if share is None else f"{100 * share:.0f}%"
+
+
+MOSTLY_MODEL = 0.5  # a headline valued by the reward model for at least this share of its policy's probability
+
+
+def reward_model_note(report: dict[str, Any]) -> str | None:
+    """Which policies' headline values rest mostly on the reward model, and what their intervals then mean."""
+    leaning = [
+        f"{name} {100 * share:.0f}%"
+        for name, res in (report.get("policies") or {}).items()
+        if (share := num((res or {}).get("reward_model_share"))) is not None and share >= MOSTLY_MODEL
+    ]
+    if not leaning:
+        return None
+    return (
+        "Valued mostly by the reward model (the share of each policy's probability that no importance weight "
+        f"covers): {', '.join(leaning)}. Their intervals cover the decisions' sampling noise, not the reward "
+        "model's error: on the simulator it valued greedy policies 9-16% low (bench/RESULTS.md), and no estimator "
+        "that does without it could value them within +-200% on 20,000 decisions of such a log (docs/ope.md, "
+        '"What no estimator can do"). Compare such policies through the paired gate, not by their levels.'
+    )
 
 
 def ope_notes(report: dict[str, Any]) -> list[str]:
@@ -243,6 +276,8 @@ def ope_notes(report: dict[str, Any]) -> list[str]:
         )
     if ope:
         notes.append(lead_reason(report))
+        if (leaning := reward_model_note(report)) is not None:
+            notes.append(leaning)
     model = ((report.get("policies") or {}).get("model") or {}).get("estimates") or {}
     seen, seen_channel = (
         num((model.get("dr") or {}).get("mean_weight")),
@@ -408,7 +443,7 @@ def _policy_table(report: dict[str, Any]) -> str:
         f"<th{' class=lead' if e == lead(report) else ''}>{html.escape(estimator_label(report, e))}</th>" for e in ests
     )
     extra = ["true value", "regret", "% of oracle"] if truth else []
-    head += "".join(f"<th>{c}</th>" for c in [*extra, "no contact"])
+    head += "".join(f"<th>{c}</th>" for c in [*extra, "no contact", "by reward model"])
     rows = []
     for name, res in pol.items():
         res = res or {}
@@ -425,6 +460,7 @@ def _policy_table(report: dict[str, Any]) -> str:
             tds.append(f"<td>{'n/a' if share is None else f'{100 * share:.1f}%'}</td>")
         share_none = num(res.get("share_no_contact"))
         tds.append(f"<td>{'n/a' if share_none is None else f'{100 * share_none:.1f}%'}</td>")
+        tds.append(f"<td>{model_share_text(res)}</td>")
         rows.append(f"<tr><th>{html.escape(str(name))}</th>{''.join(tds)}</tr>")
     return f"<table><tr><th>policy</th>{head}</tr>{''.join(rows)}</table>"
 

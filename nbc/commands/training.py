@@ -207,8 +207,9 @@ def pipeline_steps() -> tuple[str, ...]:
 
 def policy_table(report: dict[str, Any], title: str) -> Table:
     """Every policy by every off-policy estimator, side by side: value, 95% interval, "ESS / matched"; the lead
-    estimator in bold; the true value beside them on simulated data. Nulls print as n/a."""
-    from training.report import cell, estimator_label, estimators_in, fmt, has_truth, lead, num
+    estimator in bold; the true value beside them on simulated data; the share of each headline valued by the reward
+    model alone. Nulls print as n/a."""
+    from training.report import cell, estimator_label, estimators_in, fmt, has_truth, lead, model_share_text, num
 
     ests = estimators_in(report)
     truth = has_truth(report)
@@ -221,6 +222,7 @@ def policy_table(report: dict[str, Any], title: str) -> Table:
     if truth:
         table.add_column("true value", justify="right", no_wrap=True)
         table.add_column("% oracle", justify="right", no_wrap=True)
+    table.add_column("by reward model", justify="right", no_wrap=True)
     policies = report.get("policies") or {}
     for name, res in policies.items():
         res = res or {}
@@ -228,7 +230,7 @@ def policy_table(report: dict[str, Any], title: str) -> Table:
         if truth:
             share = num(res.get("share_of_oracle"))
             cells += [fmt(res.get("true_value")), "n/a" if share is None else f"{100 * share:.1f}%"]
-        table.add_row(str(name), *cells)
+        table.add_row(str(name), *cells, model_share_text(res))
     return table
 
 

@@ -393,3 +393,41 @@ def test_mean_weight_is_the_targets_mass_the_log_can_see() -> None:
     blind = ope.estimate_all(np.ones(n), np.full(n, 0.5), np.zeros(n), np.zeros(n), np.ones(n), n_boot=50)
     assert blind["dr"].mean_weight == 0.0
     assert blind["dr"].value == 1.0  # DR is then the reward model alone (DM), whatever the rewards say
+
+
+def test_reward_model_share_is_the_mass_no_kept_weight_covers() -> None:
+    # Switch-DR with tau = 1.5 on the hand example keeps the weights (0, 0, 1, 0): mean 0.25, so 75% of the
+    # target's probability is valued by the reward model alone. DR's mean weight 1.25 (> 1 by noise): share 0.
+    switch = ope.estimate(ope.switch_terms(R, P, PI, QL, QP, tau=1.5), n_boot=50)
+    assert ope.reward_model_share("switch", switch) == pytest.approx(0.75)
+    est = _hand()
+    assert ope.reward_model_share("dr", est["dr"]) == 0.0
+    assert ope.reward_model_share("dm", est["dm"]) == 1.0
+    assert ope.reward_model_share("ips", est["ips"]) is None  # IPS does not use the reward model
+    n = 200
+    blind = ope.estimate_all(np.ones(n), np.full(n, 0.5), np.zeros(n), np.zeros(n), np.ones(n), n_boot=50)
+    assert ope.reward_model_share("switch", blind["switch"]) == 1.0
+    # in report.json's layout, the headline's share
+    assert ope.policy_report("global_best", blind, "switch")["reward_model_share"] == 1.0
+    assert ope.policy_report("model", est, "dr")["reward_model_share"] == 0.0
+
+
+def test_the_report_says_which_policies_rest_on_the_reward_model() -> None:
+    from training.report import lead_reason, ope_notes
+
+    dr = {"value": 1.0, "ess": 9.0, "n": 20000, "matched": 12}
+    report = {
+        "ope": {"lead": "switch", "propensities": "logged"},
+        "policies": {
+            "model": {"lead": "switch", "estimates": {"dr": dr, "switch": {"value": 6.0}}, "reward_model_share": 0.97},
+            "random": {"lead": "switch", "estimates": {"switch": {"value": 1.2}}, "reward_model_share": 0.0},
+            "logging": {"lead": "switch", "estimates": {"switch": {"value": 1.3}}, "reward_model_share": None},
+        },
+    }
+    assert lead_reason(report).startswith("Switch-DR leads: the model's full-action weights are thin (DR: ESS 9 ")
+    notes = [n for n in ope_notes(report) if n.startswith("Valued mostly by the reward model")]
+    assert len(notes) == 1
+    assert "model 97%" in notes[0]
+    assert "random" not in notes[0]
+    report["policies"]["model"]["reward_model_share"] = 0.2
+    assert not [n for n in ope_notes(report) if n.startswith("Valued mostly by the reward model")]
