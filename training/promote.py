@@ -218,7 +218,7 @@ def evaluate_gate(
         elif training_set is None or len(logged.rows) != len(ctx):
             raise ValueError("`logged` must be fitted on the decisions of the `training_set` passed with it")
         gate = _off_policy(ts, logged, ch_b, champ_b, ch_m, champ_m, n_boot, seed, oracle)
-        gate.source, gate.warnings = name, warnings
+        gate.source, gate.warnings = name, warnings + _reward_model_warnings(gate)
         return gate
     if ctx is None or len(ctx) == 0:
         warnings.append("no held-out logged decision in the source: off-policy evaluation is impossible")
@@ -256,6 +256,20 @@ def _overlap_warnings(ts: Any, ch_m: Manifest, champ_m: Manifest | None) -> list
             out.append(
                 f"the {role} {m.version} trained on data up to {m.training_window[1]:%Y-%m-%d %H:%M}, after the "
                 f"held-out period starts: if it saw these customers, its estimate is optimistic"
+            )
+    return out
+
+
+def _reward_model_warnings(gate: Gate) -> list[str]:
+    """A model whose value rests mostly on the reward model: the difference's interval leaves its error out."""
+    out = []
+    for side in ("challenger", "champion"):
+        share = ((gate.values or {}).get(side) or {}).get("reward_model_share")
+        if share is not None and share >= 0.5:
+            out.append(
+                f"{100 * share:.0f}% of the {side}'s policy is valued by the reward model alone (the log rarely takes "
+                f"its actions): the interval of the {gate.estimator.upper()} difference covers the decisions' "
+                "sampling noise, not the reward model's error (docs/ope.md)"
             )
     return out
 
@@ -300,7 +314,11 @@ def _off_policy(
             "challenger - champion, net value per decision",
         )
     values = {
-        side: {"lead": e[lead].to_dict(), **{k: v.to_dict()["value"] for k, v in e.items()}}
+        side: {
+            "lead": e[lead].to_dict(),
+            "reward_model_share": ope.reward_model_share(lead, e[lead]),
+            **{k: v.to_dict()["value"] for k, v in e.items()},
+        }
         for side, e in estimates.items()
     }
     true_values = None

@@ -68,6 +68,12 @@ def test_model_beats_random_and_report_is_complete(trained: tuple[ModelStore, pi
     for res in pol.values():  # each policy's headline is its own lead's estimate: the report's, or Switch-DR
         assert res["lead"] in (report["ope"]["lead"], "switch")
         assert res["value"] == res["estimates"][res["lead"]]["value"]
+    # what the reward model alone values: nothing of the logging policy (on-policy); global_best's one cell per
+    # decision is logged through exploration only, so its headline is the reward model's almost entirely
+    assert pol["logging"]["reward_model_share"] == 0.0
+    assert pol["global_best"]["reward_model_share"] > 0.9
+    assert 0.0 <= pol["model"]["reward_model_share"] <= 1.0
+    assert pol["random"]["reward_model_share"] < pol["global_best"]["reward_model_share"]
     assert pol["model"]["lead"] == report["ope"]["lead"]
     assert pol["model"]["true_value"] > 1.5 * pol["random"]["true_value"]
     assert pol["model"]["true_value"] > pol["logging"]["true_value"]
@@ -153,6 +159,10 @@ def test_gate_refuses_a_worse_challenger_on_the_same_decisions(gate: tuple, held
     assert g.decisions == len(held.contexts)
     assert g.true_values is not None  # truth.json next to the source: shown, never used to decide
     assert g.true_values["difference"] < 0
+    shares = [g.values[side]["reward_model_share"] for side in ("challenger", "champion")]
+    assert all(0.0 <= x <= 1.0 for x in shares)
+    leaning = [side for side, x in zip(("challenger", "champion"), shares, strict=True) if x >= 0.5]
+    assert len([w for w in g.warnings if "valued by the reward model alone" in w]) == len(leaning)
     assert store.current() == "v1"  # the champion stays
 
 
