@@ -21,7 +21,11 @@ taken from below: sigma^2 >= order value^2 p (1 - p) (the order value's own spre
 business-as-usual cell's term is left out. Cells outside the logger's support (mu = 0) would make it infinite;
 their share of each policy's mass is printed (0 when the logger explores the whole served grid).
 
-Prints a markdown table per seed; it does not write bench/RESULTS.md.
+A second table takes the log the product itself writes once it serves: the model's epsilon-greedy policy (its
+exploration spread over the whole grid, its propensities logged) as the logger. The model is then on-policy, and
+the other policies are as checkable as they agree with it.
+
+Prints markdown tables per seed; it does not write bench/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -67,8 +71,12 @@ def bau_cells(ctx: Any) -> np.ndarray:
     return out
 
 
-def bound(booster: Any, ts: Any, oracle: Oracle, cfg: SimConfig) -> list[dict[str, float | str]]:
-    """Per policy: true value, V_eff (lower bound), mass outside the log's support."""
+def bound(booster: Any, ts: Any, oracle: Oracle, cfg: SimConfig) -> dict[str, list[dict[str, Any]]]:
+    """Per logger, per policy: true value, V_eff (lower bound), mass outside the log's support.
+
+    Two logs: the simulator's (business as usual + uniform exploration), and the one the product writes once it
+    serves (the model's epsilon-greedy policy logs its own propensity over the whole grid): what the next model
+    would be judged on if it agreed with this one."""
     ctx = ts.contexts
     d = len(ctx)
     true_ev = evaluate.oracle_values(oracle, ts, ctx)
@@ -78,23 +86,29 @@ def bound(booster: Any, ts: Any, oracle: Oracle, cfg: SimConfig) -> list[dict[st
     # Organic off: a cell's exact value is p x order value - cost, so p follows from it.
     p = np.where(ctx.consent[:, :, None, None], np.clip((true_ev + cost) / value, 0.0, 1.0), 0.0)
     sigma2 = value**2 * p * (1.0 - p)
-    support = ctx.allowed & np.isin(ctx.local_hour, SEND_HOURS)[:, None, :, None]
-    explored = support & ~bau_cells(ctx)
-    mu = explore_propensity(ctx, cfg)[:, None, None, None]
     dists = evaluate.policy_distributions(booster, ts, true_ev)
-    rows: list[dict[str, float | str]] = []
-    for name in POLICIES:
-        if name == "logging":  # on-policy: the observed mean; its variance is the reward's
-            reward = ctx.reward
-            rows.append({"policy": name, "true": float(reward.mean()), "veff": float(reward.var()), "outside": 0.0})
-            continue
-        pi = dists[name].cells
-        v_x = (pi * true_ev).reshape(d, -1).sum(axis=1)
-        term = np.where(explored, pi**2 * sigma2 / mu, 0.0).reshape(d, -1).sum(axis=1)
-        outside = float((pi * ~support).reshape(d, -1).sum(axis=1).mean())
-        veff = float(term.mean() + v_x.var())
-        rows.append({"policy": name, "true": float(v_x.mean()), "veff": veff, "outside": outside})
-    return rows
+    support = ctx.allowed & np.isin(ctx.local_hour, SEND_HOURS)[:, None, :, None]
+    sim_mu = np.where(support & ~bau_cells(ctx), explore_propensity(ctx, cfg)[:, None, None, None], 0.0)
+    served_mu = dists["model"].cells
+    out: dict[str, list[dict[str, Any]]] = {}
+    for logger, mu, sup in (("simulator", sim_mu, support), ("served", served_mu, served_mu > 0)):
+        rows: list[dict[str, Any]] = []
+        for name in POLICIES:
+            if name == "logging":  # the simulator's logger: on-policy there, the observed mean (reward variance)
+                if logger == "simulator":
+                    reward = ctx.reward
+                    rows.append(
+                        {"policy": name, "true": float(reward.mean()), "veff": float(reward.var()), "outside": 0.0}
+                    )
+                continue
+            pi = dists[name].cells
+            v_x = (pi * true_ev).reshape(d, -1).sum(axis=1)
+            ratio = np.divide(pi**2 * sigma2, mu, out=np.zeros_like(mu), where=mu > 0)
+            veff = float(ratio.reshape(d, -1).sum(axis=1).mean() + v_x.var())
+            outside = float((pi * ~sup).reshape(d, -1).sum(axis=1).mean())
+            rows.append({"policy": name, "true": float(v_x.mean()), "veff": veff, "outside": outside})
+        out[logger] = rows
+    return out
 
 
 def table(rows: list[dict[str, Any]], n: int, held_out: int) -> str:
@@ -127,14 +141,17 @@ def main() -> None:
     for seed in (int(s) for s in args.seeds.split(",")):
         t0 = time.perf_counter()
         booster, ts, oracle, _ = fit(args.customers, args.days, seed, False, "attributed", args.decisions)
-        rows = bound(booster, ts, oracle, cfg)
+        by_logger = bound(booster, ts, oracle, cfg)
         held_out = int((ts.split == "eval").sum())
         print(
             f"\n{args.customers:,} customers x {args.days} days, seed {seed}, organic off, attributed labels; "
             f"bound averaged over {len(ts.contexts):,} held-out decisions; exploration {cfg.exploration}; "
             f"{time.perf_counter() - t0:.0f} s\n"
         )
-        print(table(rows, args.at, held_out), flush=True)
+        print("The simulator's log (business as usual, 30% uniform exploration):\n")
+        print(table(by_logger["simulator"], args.at, held_out), flush=True)
+        print("\nThe product's own log (the served model's epsilon-greedy policy as the logger):\n")
+        print(table(by_logger["served"], args.at, held_out), flush=True)
 
 
 if __name__ == "__main__":
