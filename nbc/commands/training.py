@@ -220,9 +220,9 @@ def policy_table(report: dict[str, Any], title: str) -> Table:
             estimator_label(report, e), justify="right", no_wrap=True, style="bold" if e == lead(report) else None
         )
     if truth:
-        table.add_column("true value", justify="right", no_wrap=True)
-        table.add_column("% oracle", justify="right", no_wrap=True)
-    table.add_column("by reward model", justify="right", no_wrap=True)
+        table.add_column("true value", justify="right", no_wrap=True, min_width=10)
+        table.add_column("% oracle", justify="right", no_wrap=True, min_width=8)
+    table.add_column("by reward model", justify="right", no_wrap=True, min_width=15)
     policies = report.get("policies") or {}
     for name, res in policies.items():
         res = res or {}
@@ -238,7 +238,7 @@ def print_policy_value(report: dict[str, Any], title: str, out: Console | None =
     """The policy table and the plain notes on how far to trust it (propensities, lead, never-tried actions)."""
     from training.report import has_truth, ope_notes, reward_text
 
-    out = out or Console(width=max(console.width, 160))  # seven estimators side by side need room, also piped
+    out = out or Console(width=max(console.width, 184))  # eight estimators side by side need room, also piped
     out.print(policy_table(report, title))
     out.print(
         "Cells: value, [95% bootstrap interval], effective sample size/matched decisions, of the "
