@@ -13,7 +13,7 @@ import html
 from collections.abc import Callable
 from typing import Any
 
-from training.report import estimated, fmt, human, lead_note, money, num, percent
+from training.report_text import estimated, fmt, human, lead_note, money, num, percent
 
 POLICY_NAMES = {"model": "Model", "logging": "Today (current practice)", "oracle": "Best possible (simulator)"}
 COLOURS = {"model": "#1f77b4", "logging": "#ff7f0e", "oracle": "#2ca02c"}

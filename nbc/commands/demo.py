@@ -277,7 +277,7 @@ def _run(customers: int, days: int, seed: int, workdir: Path, store_dir: Path, s
     from nbc.commands.training import pipeline_steps, print_policy_value
     from training import pipeline
     from training.promote import PromotionRefusedError, promote
-    from training.report import fmt
+    from training.report_text import fmt
     from training.simulate import SimConfig, simulate, write
     from training.sources import export_table
 

@@ -209,7 +209,7 @@ def policy_table(report: dict[str, Any], title: str) -> Table:
     """Every policy by every off-policy estimator, side by side: value, 95% interval, "ESS / matched"; the lead
     estimator in bold; the true value beside them on simulated data; the share of each headline valued by the reward
     model alone. Nulls print as n/a."""
-    from training.report import cell, estimator_label, estimators_in, fmt, has_truth, lead, model_share_text, num
+    from training.report_text import cell, estimator_label, estimators_in, fmt, has_truth, lead, model_share_text, num
 
     ests = estimators_in(report)
     truth = has_truth(report)
@@ -236,7 +236,7 @@ def policy_table(report: dict[str, Any], title: str) -> Table:
 
 def print_policy_value(report: dict[str, Any], title: str, out: Console | None = None) -> None:
     """The policy table and the plain notes on how far to trust it (propensities, lead, never-tried actions)."""
-    from training.report import has_truth, ope_notes, reward_text
+    from training.report_text import has_truth, ope_notes, reward_text
 
     out = out or Console(width=max(console.width, 184))  # eight estimators side by side need room, also piped
     out.print(policy_table(report, title))
@@ -252,7 +252,7 @@ def print_policy_value(report: dict[str, Any], title: str, out: Console | None =
 
 
 def _summary(version: str, report: dict[str, Any], html_path: str) -> None:
-    from training.report import fmt
+    from training.report_text import fmt
 
     metrics = report.get("metrics") or {}
     print_policy_value(report, f"Model {version}: policy value on held-out decisions")
@@ -325,7 +325,7 @@ def models(
 ) -> None:
     """List the versions in the model store and their held-out policy value."""
     from model.adapters.registry import ModelStore
-    from training.report import fmt
+    from training.report_text import fmt
 
     model_store = ModelStore.from_uri(store or get_settings().model_store)
     current = model_store.current()

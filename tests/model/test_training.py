@@ -18,7 +18,7 @@ from model.scoring.predictor import COMPILED_KEY
 from training import dataset, ope, pipeline, train
 from training.ope import ESTIMATORS
 from training.promote import PromotionRefusedError, _decide, evaluate_gate, held_out, pair_lead, promote
-from training.report import LABELS
+from training.report_text import LABELS
 from training.simulate import SimConfig, simulate, write
 
 # The tests of the trained model (a 30-60 s training run) and of its gate (the held-out decisions, with and without

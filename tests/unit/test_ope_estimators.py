@@ -413,7 +413,7 @@ def test_reward_model_share_is_the_mass_no_kept_weight_covers() -> None:
 
 
 def test_the_report_says_which_policies_rest_on_the_reward_model() -> None:
-    from training.report import lead_reason, ope_notes
+    from training.report_text import lead_reason, ope_notes
 
     dr = {"value": 1.0, "ess": 9.0, "n": 20000, "matched": 12}
     report = {

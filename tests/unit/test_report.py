@@ -15,6 +15,7 @@ from model.adapters.registry import Manifest, ModelStore
 from nbc.cli import app
 from nbc.commands.training import print_policy_value
 from training import report as rp
+from training import report_text as rt
 
 NULL = {"value": None, "ci": [None, None], "ess": 0.0, "max_weight": None, "matched": 0, "support": 0.0, "n": 0}
 
@@ -124,17 +125,17 @@ def test_cli_tables_and_commands_survive_nulls(tmp_path: Path) -> None:
 
 
 def test_numbers_are_formatted_for_people() -> None:
-    assert rp.fmt(48790.1234) == "48,790.123"
-    assert rp.fmt(-1234.5, "+.1f") == "-1,234.5"
-    assert rp.human(48790.0) == "48,790"
-    assert rp.human(0.000012345) == "0.00001234"
-    assert rp.human(12.3456) == "12.35"
-    assert rp.human(None) == "n/a"
-    assert rp.money(1234.5) == "1,234.50"
-    assert rp.money(0.42, sign=True) == "+0.42"
-    assert rp.money(0.002) == "0.002"  # a cheap channel's cost is not 0.00
-    assert rp.percent(0.1234) == "12.3%"
-    assert rp.percent(0.0001) == "< 0.1%"
+    assert rt.fmt(48790.1234) == "48,790.123"
+    assert rt.fmt(-1234.5, "+.1f") == "-1,234.5"
+    assert rt.human(48790.0) == "48,790"
+    assert rt.human(0.000012345) == "0.00001234"
+    assert rt.human(12.3456) == "12.35"
+    assert rt.human(None) == "n/a"
+    assert rt.money(1234.5) == "1,234.50"
+    assert rt.money(0.42, sign=True) == "+0.42"
+    assert rt.money(0.002) == "0.002"  # a cheap channel's cost is not 0.00
+    assert rt.percent(0.1234) == "12.3%"
+    assert rt.percent(0.0001) == "< 0.1%"
 
 
 def test_html_prints_no_scientific_notation() -> None:
