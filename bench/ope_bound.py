@@ -44,11 +44,10 @@ from bench.ope import fit
 from model.domain.catalogue import catalogue
 from training import evaluate
 from training.sim_truth import Oracle
-from training.simulate import BAU_HOUR, SEND_HOURS, SimConfig
+from training.simulate import BAU_HOUR, SEND_HOURS, SimConfig, bau_order
 
 POLICIES = ("model", "logging", "global_best", "random", "oracle")
 TOLERANCE = 0.10
-BAU_ORDER = ("email", "push", "sms", "in_app")  # the simulator's business-as-usual channel order
 
 
 def explore_propensity(ctx: Any, cfg: SimConfig) -> np.ndarray:
@@ -60,9 +59,8 @@ def explore_propensity(ctx: Any, cfg: SimConfig) -> np.ndarray:
 
 def bau_cells(ctx: Any) -> np.ndarray:
     """[D, C, S, M] the business-as-usual cells (any message: the day's campaign is not in the grid's terms)."""
-    names = list(catalogue().names)
     bau_ch = np.full(len(ctx), -1)
-    for ch in reversed([names.index(x) for x in BAU_ORDER if x in names]):
+    for ch in reversed(bau_order({name: i for i, name in enumerate(catalogue().names)})):
         bau_ch = np.where(ctx.consent[:, ch], ch, bau_ch)
     first = np.argmax(ctx.local_hour == BAU_HOUR, axis=1)  # the first 10:00 local: the decision day's
     out = np.zeros(ctx.allowed.shape, dtype=bool)

@@ -140,6 +140,15 @@ TIMEZONES = (
 MESSAGES = ("welcome", "discount", "new_arrivals", "loyalty", "winback")
 SEND_HOURS = tuple(range(8, 21))  # local hours outside the default quiet hours 21:00-08:00
 BAU_HOUR = 10
+BAU_CHANNELS = ("email", "push", "sms", "in_app")  # business as usual: the first open one, else any open channel
+
+
+def bau_order(chan: dict[str, int]) -> list[int]:
+    """Channel indices in business-as-usual preference: BAU_CHANNELS first, then every channel by index (the
+    logger sends on the first one open to the customer)."""
+    return [chan[x] for x in BAU_CHANNELS if x in chan] + list(range(len(chan)))
+
+
 DECISION_HOUR = 6  # decisions are taken at 06:00 local for the day ahead
 NO_SEND = NONE_CHANNEL  # the decisions table's channel of a no-send decision ("none")
 ORGANIC_CHANNEL = "web"  # organic conversions are recorded by the shop
@@ -272,7 +281,7 @@ def simulate(cfg: SimConfig) -> dict[str, Any]:
     opt_from = np.full((n, c), cfg.days + 1, dtype=np.int64)  # first day a channel is closed by an opt-out
     pending = np.full(n, -1, dtype=np.int64)  # channel of a send decided yesterday for today (-1: none)
     ring = np.zeros((8, n, c), dtype=np.float64)  # send timestamps of the last 8 days (<= 1 send a day)
-    bau_order = [chan[x] for x in ("email", "push", "sms", "in_app") if x in chan] + list(range(c))
+    bau_chs = bau_order(chan)
 
     cols: dict[str, list[np.ndarray]] = {k: [] for k in ("cust", "day", "ch", "hour", "msg", "ts", "dec", "prop")}
     cols |= {"explore": [], "sends7": [], "chsends7": [], "delivered": []}
@@ -304,9 +313,9 @@ def simulate(cfg: SimConfig) -> dict[str, Any]:
         if k == 0:
             continue
         al = allowed[idx]
-        # Business as usual: first open channel of bau_order, at BAU_HOUR, the campaign of the day.
+        # Business as usual: first open channel of bau_chs, at BAU_HOUR, the campaign of the day.
         bau_ch = np.full(k, -1, dtype=np.int64)
-        for ch in reversed(bau_order):
+        for ch in reversed(bau_chs):
             bau_ch = np.where(al[:, ch], ch, bau_ch)
         bau_msg = d % m
         explore = rng.random(k) < cfg.exploration
