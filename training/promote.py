@@ -265,7 +265,7 @@ def _reward_model_warnings(gate: Gate) -> list[str]:
     out = []
     for side in ("challenger", "champion"):
         share = ((gate.values or {}).get(side) or {}).get("reward_model_share")
-        if share is not None and share >= 0.5:
+        if share is not None and share >= ope.MOSTLY_REWARD_MODEL:
             out.append(
                 f"{100 * share:.0f}% of the {side}'s policy is valued by the reward model alone (the log rarely takes "
                 f"its actions): the interval of the {gate.estimator.upper()} difference covers the decisions' "

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from training.ope.estimators import ESTIMATORS
+from training.ope.estimators import ESTIMATORS, MOSTLY_REWARD_MODEL
 
 WEIGHTED = frozenset(ESTIMATORS) - {"dm"}  # numbers that rest on propensities
 LABELS = {e: e.upper() for e in ESTIMATORS} | {"switch": "Switch-DR"}
@@ -211,15 +211,12 @@ def model_share_text(res: dict[str, Any]) -> str:
     return "n/a" if share is None else f"{100 * share:.0f}%"
 
 
-MOSTLY_MODEL = 0.5  # a headline valued by the reward model for at least this share of its policy's probability
-
-
 def reward_model_note(report: dict[str, Any]) -> str | None:
     """Which policies' headline values rest mostly on the reward model, and what their intervals then mean."""
     leaning = [
         f"{name} {100 * share:.0f}%"
         for name, res in (report.get("policies") or {}).items()
-        if (share := num((res or {}).get("reward_model_share"))) is not None and share >= MOSTLY_MODEL
+        if (share := num((res or {}).get("reward_model_share"))) is not None and share >= MOSTLY_REWARD_MODEL
     ]
     if not leaning:
         return None

@@ -426,6 +426,7 @@ def policy_report(policy: str, estimates: Mapping[str, Estimate], report_lead: s
     }
 
 
+MOSTLY_REWARD_MODEL = 0.5  # a value "rests mostly on the reward model" from this share of the policy's probability
 # Estimators that value what their weights do not cover by the reward model (DM: everything).
 _MODEL_BACKED = ("dr", "sndr", "switch", "mdr")
 
