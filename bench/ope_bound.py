@@ -44,17 +44,16 @@ from bench.ope import fit
 from model.domain.catalogue import catalogue
 from training import evaluate
 from training.sim_truth import Oracle
-from training.simulate import BAU_HOUR, SEND_HOURS, SimConfig, bau_order
+from training.simulate import BAU_HOUR, SEND_HOURS, SimConfig, bau_order, explore_propensity
 
 POLICIES = ("model", "logging", "global_best", "random", "oracle")
 TOLERANCE = 0.10
 
 
-def explore_propensity(ctx: Any, cfg: SimConfig) -> np.ndarray:
-    """[D] the logger's probability of each explored cell (the uniform draw)."""
+def explored_cell_propensity(ctx: Any, cfg: SimConfig) -> np.ndarray:
+    """[D] the logger's probability of each explored cell (the uniform draw, as the simulator logs it)."""
     n_allowed = np.maximum(ctx.consent.sum(axis=1), 1)
-    m = ctx.allowed.shape[3]
-    return np.asarray(cfg.exploration * (1 - cfg.no_send) / (n_allowed * len(SEND_HOURS) * cfg.explore_days * m))
+    return explore_propensity(cfg, n_allowed, ctx.allowed.shape[3], cfg.explore_days) * (1 - cfg.no_send)
 
 
 def bau_cells(ctx: Any) -> np.ndarray:
@@ -86,7 +85,7 @@ def bound(booster: Any, ts: Any, oracle: Oracle, cfg: SimConfig) -> dict[str, li
     sigma2 = value**2 * p * (1.0 - p)
     dists = evaluate.policy_distributions(booster, ts, true_ev)
     support = ctx.allowed & np.isin(ctx.local_hour, SEND_HOURS)[:, None, :, None]
-    sim_mu = np.where(support & ~bau_cells(ctx), explore_propensity(ctx, cfg)[:, None, None, None], 0.0)
+    sim_mu = np.where(support & ~bau_cells(ctx), explored_cell_propensity(ctx, cfg)[:, None, None, None], 0.0)
     served_mu = dists["model"].cells
     out: dict[str, list[dict[str, Any]]] = {}
     for logger, mu, sup in (("simulator", sim_mu, support), ("served", served_mu, served_mu > 0)):

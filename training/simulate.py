@@ -143,6 +143,12 @@ BAU_HOUR = 10
 BAU_CHANNELS = ("email", "push", "sms", "in_app")  # business as usual: the first open one, else any open channel
 
 
+def explore_propensity(cfg: SimConfig, n_allowed: np.ndarray, messages: int, span: int) -> np.ndarray:
+    """The logger's probability of one explored cell before `no_send`: `exploration` spread uniformly over the
+    open channels x the send hours of `span` days x the messages."""
+    return np.asarray(cfg.exploration / (n_allowed * len(SEND_HOURS) * span * messages))
+
+
 def bau_order(chan: dict[str, int]) -> list[int]:
     """Channel indices in business-as-usual preference: BAU_CHANNELS first, then every channel by index (the
     logger sends on the first one open to the customer)."""
@@ -329,7 +335,7 @@ def simulate(cfg: SimConfig) -> dict[str, Any]:
         ch_ = np.where(explore, rand_ch, bau_ch)
         hour_i = np.where(explore, rand_hour, SEND_HOURS.index(BAU_HOUR))
         msg_ = np.where(explore, rand_msg, bau_msg)
-        uniform = cfg.exploration / (n_allowed[idx] * hn * span * m)
+        uniform = explore_propensity(cfg, n_allowed[idx], m, span)
         is_bau = (ch_ == bau_ch) & (hour_i == SEND_HOURS.index(BAU_HOUR)) & (msg_ == bau_msg)
         prop = (uniform + np.where(is_bau, 1.0 - cfg.exploration, 0.0)) * (1.0 - cfg.no_send)
         hour = np.array(SEND_HOURS)[hour_i % hn]
